@@ -1,53 +1,64 @@
 #!/usr/bin/env bash
-# Make ./.venv ready: a virtual environment with cvkit (editable) and its dev dependencies.
+# Make ./.venv ready: Python with cvkit (editable, from this clone) and all its dependencies.
 #
-# The heavy part (torch, fastai, jupyterlab: several GB) is installed once into a cache folder
-# outside the clone, keyed by a hash of the dependency lists in pyproject.toml, and .venv is a
-# link to it. A new clone, or CI, reuses it; a change of dependencies makes a new one.
-# Set CVKIT_VENV_CACHE= (empty) to build a plain .venv inside the clone instead.
+# The dependencies (torch, fastai, jupyterlab: several GB) are installed once into a cache folder
+# outside the clone, keyed by a hash of the dependency lists in pyproject.toml:
+#     ${CVKIT_VENV_CACHE:-~/.cache/cvkit/venvs}/venv-<hash>
+# Each clone's .venv is a small virtual environment that sees those packages (through a .pth file)
+# and holds only its own editable cvkit, so several clones (and CI) share one install safely.
+# A change of dependencies makes a new cache entry; a fresh machine simply builds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-cache=${CVKIT_VENV_CACHE-$HOME/.cache/cvkit/venvs}
+cache=${CVKIT_VENV_CACHE:-$HOME/.cache/cvkit/venvs}
+quiet_pip() { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 key=$("$PYTHON" - <<'PY'
-import hashlib, json, tomllib
+import hashlib, json, sys, tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-deps = [p["dependencies"], p.get("optional-dependencies"), p.get("requires-python")]
+deps = [p["dependencies"], p.get("optional-dependencies"), p.get("requires-python"), sys.version.split()[0]]
 print(hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()[:12])
 PY
 )
+deps="$cache/venv-$key"
 
-install_deps() {  # $1: venv folder
-  "$PYTHON" -m venv "$1"
-  "$1/bin/python" -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-  # the dependencies only (cvkit itself is installed editable below, per clone)
-  "$1/bin/python" - <<'PY' > "$1/requirements.txt"
+# 1. the shared dependency environment (once per dependency set)
+mkdir -p "$cache"
+exec 9>"$cache/.lock"; flock 9                      # one installer at a time
+if [ ! -f "$deps/.complete" ]; then
+  echo "Installing dependencies into $deps (first time only; torch is large: this takes minutes)"
+  rm -rf "$deps"
+  "$PYTHON" -m venv "$deps"
+  "$deps/bin/python" -m pip install -q --upgrade pip 2>&1 | quiet_pip
+  "$PYTHON" - > "$deps/requirements.txt" <<'PY'
 import tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))
 PY
-  "$1/bin/python" -m pip install -q -r "$1/requirements.txt" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-  echo "$key" > "$1/.cvkit-deps-key"
-}
-
-if [ -n "$cache" ]; then
-  target="$cache/venv-$key"
-  mkdir -p "$cache"
-  exec 9>"$cache/.lock"; flock 9          # one installer at a time
-  if [ ! -f "$target/.cvkit-deps-key" ]; then
-    echo "Installing dependencies into $target (first time only; torch is large, this takes minutes)"
-    rm -rf "$target"
-    install_deps "$target"
-  fi
-  if [ "$(readlink .venv 2>/dev/null)" != "$target" ]; then rm -rf .venv; ln -s "$target" .venv; fi
-else
-  if [ -L .venv ]; then rm .venv; fi
-  if [ "$(cat .venv/.cvkit-deps-key 2>/dev/null)" != "$key" ]; then
-    echo "Installing dependencies into .venv (torch is large, this takes minutes)"
-    rm -rf .venv
-    install_deps .venv
-  fi
+  "$deps/bin/python" -m pip install -q -r "$deps/requirements.txt" 2>&1 | quiet_pip
+  "$deps/bin/python" -c "import torch, fastai, nbdev"
+  touch "$deps/.complete"
 fi
-# cvkit itself, editable, pointing at this clone (cheap, done every time)
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+flock -u 9
+
+# 2. this clone's .venv on top of it
+if [ -L .venv ] || [ "$(cat .venv/.cvkit-deps 2>/dev/null)" != "$deps" ]; then
+  rm -rf .venv
+  "$PYTHON" -m venv --without-pip .venv
+  site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  dsite=$("$deps/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo "import site; site.addsitedir('$dsite')" > "$site/_cvkit_deps.pth"
+  # the dependencies' commands (pytest, nbdev-*, jupyter, ...), re-pointed at this .venv's python
+  for f in "$deps"/bin/*; do
+    name=$(basename "$f")
+    [ -f "$f" ] && [ ! -e ".venv/bin/$name" ] || continue
+    case "$(head -n 1 "$f")" in
+      "#!$deps/bin/python"*) { echo "#!$PWD/.venv/bin/python"; tail -n +2 "$f"; } > ".venv/bin/$name"; chmod +x ".venv/bin/$name";;
+    esac
+  done
+  echo "$deps" > .venv/.cvkit-deps
+fi
+# cvkit itself, editable, from this clone (cheap; done every time so the entry points stay current)
+if ! out=$(.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1); then
+  echo "$out" | quiet_pip; echo "tools/venv.sh: installing cvkit (editable) failed" >&2; exit 1
+fi
