@@ -10,6 +10,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'cvkit.augment.batch_augmentations': ('augment.html#batch_augmentations', 'cvkit/augment.py')},
             'cvkit.cli': { 'cvkit.cli._parser': ('cli.html#_parser', 'cvkit/cli.py'),
                            'cvkit.cli.main': ('cli.html#main', 'cvkit/cli.py'),
+                           'cvkit.cli.predict_command': ('cli.html#predict_command', 'cvkit/cli.py'),
                            'cvkit.cli.train_command': ('cli.html#train_command', 'cvkit/cli.py')},
             'cvkit.core': { 'cvkit.core.ConfigError': ('core.html#configerror', 'cvkit/core.py'),
                             'cvkit.core.CvkitError': ('core.html#cvkiterror', 'cvkit/core.py'),
