@@ -4,7 +4,7 @@ Every CLI test runs the real installed console script (`.venv/bin/cvkit`) in a s
 a pipe, not a terminal, exactly as in CI logs. Nothing here touches the network.
 """
 from __future__ import annotations
-import io, json, os, re, shutil, subprocess, sys
+import io, json, os, re, shutil, subprocess
 from pathlib import Path
 
 import pytest
@@ -167,13 +167,15 @@ def error_lines(stderr:str) -> list[str]:
     return [l for l in stderr.splitlines() if l.startswith("cvkit: error:")]
 
 
-def check_one_line_error(rc:int, stdout:str, stderr:str, *needles:str) -> str:
-    "Assert a data error: exit 1, exactly one stderr line 'cvkit: error: ...' containing every needle, no traceback."
+def check_one_line_error(rc:int, stdout:str, stderr:str, *needles:str, progress:tuple[str, ...]=()) -> str:
+    """Assert a data error: exit 1, exactly one stderr line 'cvkit: error: ...' containing every needle, no traceback.
+    Besides it, stderr may only hold progress lines starting with one of `progress` (e.g. 'cvkit: extracting')."""
     assert rc == 1, f"exit code {rc}, expected 1\nstdout:\n{stdout}\nstderr:\n{stderr}"
     assert "Traceback" not in stderr, stderr
-    lines = [l for l in stderr.splitlines() if l.strip()]
+    lines = [l for l in stderr.splitlines() if l.strip() and not (progress and l.startswith(progress))]
     assert len(lines) == 1, f"expected a one-line error on stderr, got:\n{stderr}"
     msg = lines[0]
+    assert stderr.strip().splitlines()[-1] == msg, "the error should be the last line on stderr"
     assert msg.startswith("cvkit: error: "), msg
     for n in needles: assert n in msg, f"{n!r} not in error message {msg!r}"
     return msg

@@ -1,12 +1,13 @@
 """`cvkit` command line: help, usage errors, and end-to-end training on every kind of DATA."""
 from __future__ import annotations
-import csv, hashlib, json, shutil, tarfile, zipfile
+import csv, json, shutil, tarfile, zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import (FAST, SHAPE_CLASSES, SHAPES_PER_CLASS, check_metrics_consistent, check_outputs,
-                      check_plain_stdout, cli_env, copy_classes, image_files, read_metrics)
+                      check_plain_stdout, cli_env, copy_classes, image_files, read_metrics, run_cli)
 
 
 # ---------------------------------------------------------------- help and usage
@@ -26,21 +27,37 @@ def test_train_help(run_cli):
         assert opt in out, f"{opt} missing from train --help"
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("train", "--no-such-option"), "unrecognized arguments"),
-    ((), "usage"),                                           # no command: help, exit 2
-    (("train", "--epochs", "0"), "--epochs must be at least 1"),
-    (("train", "--epochs", "-3"), "--epochs must be at least 1"),
-    (("train", "--epochs", "two"), "invalid int value"),
-    (("train", "--split", "sideways"), "invalid choice"),
-    (("frobnicate",), "invalid choice"),
-], ids=["unknown-option", "no-command", "epochs-0", "epochs-negative", "epochs-not-int", "bad-split", "bad-command"])
-def test_usage_errors_exit_2(run_cli, tmp_path, args, needle):
-    rc, out, err = run_cli(*args, cwd=tmp_path)
+USAGE_ERRORS = {
+    "unknown-option": (("train", "--no-such-option"), "unrecognized arguments"),
+    "no-command": ((), "usage"),                                  # prints help, exit 2
+    "epochs-0": (("train", "--epochs", "0"), "--epochs must be at least 1"),
+    "epochs-negative": (("train", "--epochs", "-3"), "--epochs must be at least 1"),
+    "epochs-not-int": (("train", "--epochs", "two"), "invalid int value"),
+    "bs-0": (("train", "--bs", "0"), "--bs must be at least 1"),
+    "valid-pct-1.5": (("train", "--valid-pct", "1.5"), "--valid-pct must be between 0 and 1"),
+    "bad-split": (("train", "--split", "sideways"), "invalid choice"),
+    "bad-command": (("frobnicate",), "invalid choice"),
+}
+
+
+@pytest.fixture(scope="module")
+def usage_runs(tmp_path_factory):
+    "All usage-error runs, a few at a time (each is mostly interpreter start-up)."
+    root = tmp_path_factory.mktemp("usage")
+    with ThreadPoolExecutor(3) as ex:
+        futures = {k: ex.submit(run_cli, *args, cwd=root) for k, (args, _) in USAGE_ERRORS.items()}
+        return root, {k: f.result() for k, f in futures.items()}
+
+
+@pytest.mark.parametrize("case", list(USAGE_ERRORS))
+def test_usage_errors_exit_2(usage_runs, case):
+    root, runs = usage_runs
+    rc, out, err = runs[case]
+    needle = USAGE_ERRORS[case][1]
     assert rc == 2, f"exit {rc}, expected 2 (usage error)\n{out}\n{err}"
     assert needle in out + err
     assert "Traceback" not in err
-    assert not (tmp_path/"cvkit-out").exists(), "a usage error must not start training"
+    assert not (root/"cvkit-out").exists(), "a usage error must not start training"
 
 
 # ---------------------------------------------------------------- built-in digits, end to end
@@ -51,7 +68,6 @@ DIGITS_EPOCHS = 2
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     "One default `cvkit train` run on the built-in digits (default architecture), shared by the digits tests."
-    from conftest import run_cli
     out = tmp_path_factory.mktemp("digits")/"run"
     rc, stdout, stderr = run_cli("train", "--epochs", DIGITS_EPOCHS, "--out", out, cwd=out.parent)
     return rc, stdout, stderr, out
@@ -71,7 +87,9 @@ def test_digits_end_to_end(digits_run):
     assert m["n_valid"] == pytest.approx(0.2*n_files, abs=10)      # default --valid-pct 0.2, stratified
     assert m["epochs"] == DIGITS_EPOCHS
     assert m["accuracy"] >= 0.8, f"digits after {DIGITS_EPOCHS} epochs: accuracy {m['accuracy']}"
-    assert "Traceback" not in stderr and "error" not in stderr.lower()
+    assert "Traceback" not in stderr and "cvkit: error" not in stderr
+    # the data summary on stderr agrees with metrics.json
+    assert f"cvkit: data: {m['n_train']} training and {m['n_valid']} validation images, 10 classes, 32px" in stderr
     assert not (out.parent/"cvkit-out").exists(), "--out was not respected"
 
 
@@ -79,7 +97,7 @@ def test_digits_model_json(digits_run):
     rc, _, stderr, out = digits_run
     assert rc == 0, stderr
     meta = json.loads((out/"model.json").read_text())
-    assert meta["arch"] == "small_resnet"                          # the documented default
+    assert meta["arch"] == "small_resnet"                          # --arch auto: small_resnet up to 64 px
     assert meta["size"] == 32                                      # documented default size for digits
     assert meta["classes"] == [str(d) for d in range(10)]
     assert len(meta["mean"]) == len(meta["std"]) == 3 and all(s > 0 for s in meta["std"])
@@ -111,6 +129,30 @@ def test_digits_load_model_round_trip(digits_run):
         f"exported model gets {correct}/{len(valid)}, metrics.json says {m['accuracy']:.4f}"
 
 
+def test_predict_command(digits_run, tmp_path, run_cli):
+    "`cvkit predict MODEL IMAGES...`: one tab-separated line per readable image; unreadable ones reported, exit 1."
+    rc, _, stderr, out = digits_run
+    assert rc == 0, stderr
+    from cvkit.datasets import digits
+    from cvkit.export import load_model
+    files = [sorted((digits()/d).glob("*.png"))[0] for d in ("3", "7")]
+    rc, stdout, stderr = run_cli("predict", out, *files, cwd=tmp_path)
+    assert rc == 0, stderr
+    lines = stdout.splitlines()
+    assert len(lines) == len(files), stdout
+    pred = load_model(out)
+    for f, line in zip(files, lines):
+        name, label, prob = line.split("\t")
+        p = pred.predict(f)
+        assert name == str(f) and label == p.label
+        assert float(prob) == pytest.approx(p.probability, abs=1e-3)
+    broken = tmp_path/"broken.png"; broken.write_text("not a png")
+    rc, stdout, stderr = run_cli("predict", out, files[0], broken, cwd=tmp_path)
+    assert rc == 1, (stdout, stderr)
+    assert len(stdout.splitlines()) == 1 and stdout.startswith(str(files[0]))
+    assert "broken.png" in stderr and "Traceback" not in stderr
+
+
 # ---------------------------------------------------------------- other kinds of DATA
 
 SHAPES_EPOCHS = 2
@@ -119,7 +161,6 @@ SHAPES_ARGS = ("--arch", "simple_cnn", "--epochs", SHAPES_EPOCHS, "--seed", 7, "
 
 @pytest.fixture(scope="module")
 def shapes_run(shapes_dir, tmp_path_factory):
-    from conftest import run_cli
     out = tmp_path_factory.mktemp("shapes-run")/"run"
     rc, stdout, stderr = run_cli("train", shapes_dir, *SHAPES_ARGS, "--out", out, cwd=out.parent)
     return rc, stdout, stderr, out
@@ -268,4 +309,24 @@ def test_archive_with_csv(shapes_dir, tmp_path, run_cli):
     assert rc == 0, stderr
     m = check_outputs(out)
     assert m["classes"] == ["label-square", "label-triangle"]
+    assert m["n_train"] + m["n_valid"] == len(rows)
+
+
+def test_archive_with_csv_and_image_subfolder(shapes_dir, tmp_path, run_cli):
+    "The usual CSV layout (labels.csv beside an images/ folder) also works inside an archive."
+    data = tmp_path/"pack"; (data/"images").mkdir(parents=True)
+    rows = []
+    for c in ("circle", "square"):
+        for i, f in enumerate(image_files(shapes_dir/c)[:12]):
+            shutil.copy2(f, data/"images"/f"{c}_{i}.png"); rows.append((f"images/{c}_{i}.png", c))
+    _write_csv(data/"labels.csv", ("file", "label"), rows)
+    archive = tmp_path/"pack.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(data/"labels.csv", "labels.csv"); t.add(data/"images", "images")
+    out = tmp_path/"out"
+    rc, _, stderr = run_cli("train", archive, *FAST, "--out", out, cwd=tmp_path,
+                            env=cli_env(CVKIT_CACHE=tmp_path/"cache"))
+    assert rc == 0, stderr
+    m = check_outputs(out)
+    assert m["classes"] == ["circle", "square"]
     assert m["n_train"] + m["n_valid"] == len(rows)
