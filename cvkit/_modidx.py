@@ -102,6 +102,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'cvkit.learner.apply_precision': ('learner.html#apply_precision', 'cvkit/learner.py'),
                                'cvkit.learner.check_pretrained_available': ('learner.html#check_pretrained_available', 'cvkit/learner.py'),
                                'cvkit.learner.cv_learner': ('learner.html#cv_learner', 'cvkit/learner.py'),
+                               'cvkit.learner.reseed_dataloaders': ('learner.html#reseed_dataloaders', 'cvkit/learner.py'),
                                'cvkit.learner.use_plain_logging': ('learner.html#use_plain_logging', 'cvkit/learner.py')},
             'cvkit.models': { 'cvkit.models.ResidualBlock': ('models.html#residualblock', 'cvkit/models.py'),
                               'cvkit.models.ResidualBlock.__init__': ('models.html#residualblock.__init__', 'cvkit/models.py'),

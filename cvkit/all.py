@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #99332dbe
+# %% ../nbs/99_all.ipynb #48abb2f8
 from .core import *
 from .datasets import *
 from .augment import *
@@ -14,3 +14,5 @@ from .models import *
 from .learner import *
 from .interpret import *
 from .export import *
+from . import core, datasets, augment, data, models, learner, interpret, export
+__all__ = [name for m in (core, datasets, augment, data, models, learner, interpret, export) for name in m.__all__]
