@@ -292,13 +292,14 @@ def test_archive_of_folder(shapes_dir, tmp_path, run_cli, suffix):
     assert len(extracted) == 15*len(SHAPE_CLASSES), "archive not extracted into $CVKIT_CACHE/extracted"
 
 
-def test_archive_with_csv(shapes_dir, tmp_path, run_cli):
-    "A .tar.gz holding one CSV and the images it names is read through the CSV."
-    data = tmp_path/"pack"; data.mkdir()
+@pytest.mark.parametrize("subfolder,prefix", [("", "label-"), ("images/", "")], ids=["flat", "images-subfolder"])
+def test_archive_with_csv(shapes_dir, tmp_path, run_cli, subfolder, prefix):
+    "A .tar.gz holding one CSV and the images it names (beside it, or in an images/ folder) is read through the CSV."
+    data = tmp_path/"pack"; (data/subfolder).mkdir(parents=True, exist_ok=True)
     rows = []
     for c in ("square", "triangle"):
         for i, f in enumerate(image_files(shapes_dir/c)[:12]):
-            shutil.copy2(f, data/f"{c}_{i}.png"); rows.append((f"{c}_{i}.png", f"label-{c}"))
+            shutil.copy2(f, data/f"{subfolder}{c}_{i}.png"); rows.append((f"{subfolder}{c}_{i}.png", f"{prefix}{c}"))
     _write_csv(data/"labels.csv", ("file", "label"), rows)
     archive = tmp_path/"pack.tar.gz"
     with tarfile.open(archive, "w:gz") as t:
@@ -308,25 +309,5 @@ def test_archive_with_csv(shapes_dir, tmp_path, run_cli):
                             env=cli_env(CVKIT_CACHE=tmp_path/"cache"))
     assert rc == 0, stderr
     m = check_outputs(out)
-    assert m["classes"] == ["label-square", "label-triangle"]
-    assert m["n_train"] + m["n_valid"] == len(rows)
-
-
-def test_archive_with_csv_and_image_subfolder(shapes_dir, tmp_path, run_cli):
-    "The usual CSV layout (labels.csv beside an images/ folder) also works inside an archive."
-    data = tmp_path/"pack"; (data/"images").mkdir(parents=True)
-    rows = []
-    for c in ("circle", "square"):
-        for i, f in enumerate(image_files(shapes_dir/c)[:12]):
-            shutil.copy2(f, data/"images"/f"{c}_{i}.png"); rows.append((f"images/{c}_{i}.png", c))
-    _write_csv(data/"labels.csv", ("file", "label"), rows)
-    archive = tmp_path/"pack.tar.gz"
-    with tarfile.open(archive, "w:gz") as t:
-        t.add(data/"labels.csv", "labels.csv"); t.add(data/"images", "images")
-    out = tmp_path/"out"
-    rc, _, stderr = run_cli("train", archive, *FAST, "--out", out, cwd=tmp_path,
-                            env=cli_env(CVKIT_CACHE=tmp_path/"cache"))
-    assert rc == 0, stderr
-    m = check_outputs(out)
-    assert m["classes"] == ["circle", "square"]
+    assert m["classes"] == [f"{prefix}square", f"{prefix}triangle"]
     assert m["n_train"] + m["n_valid"] == len(rows)
