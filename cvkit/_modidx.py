@@ -107,6 +107,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'cvkit.learner.load_state_dict_file': ('learner.html#load_state_dict_file', 'cvkit/learner.py'),
                                'cvkit.learner.reseed_dataloaders': ('learner.html#reseed_dataloaders', 'cvkit/learner.py'),
                                'cvkit.learner.resolve_pretrained': ('learner.html#resolve_pretrained', 'cvkit/learner.py'),
+                               'cvkit.learner.show_frozen': ('learner.html#show_frozen', 'cvkit/learner.py'),
                                'cvkit.learner.use_plain_logging': ('learner.html#use_plain_logging', 'cvkit/learner.py')},
             'cvkit.models': { 'cvkit.models.ResidualBlock': ('models.html#residualblock', 'cvkit/models.py'),
                               'cvkit.models.ResidualBlock.__init__': ('models.html#residualblock.__init__', 'cvkit/models.py'),
