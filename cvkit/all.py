@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #48abb2f8
+# %% ../nbs/99_all.ipynb #e1325fc1
 from .core import *
 from .datasets import *
 from .augment import *
@@ -14,5 +14,6 @@ from .models import *
 from .learner import *
 from .interpret import *
 from .export import *
-from . import core, datasets, augment, data, models, learner, interpret, export
-__all__ = [name for m in (core, datasets, augment, data, models, learner, interpret, export) for name in m.__all__]
+import cvkit.core as _core, cvkit.datasets as _datasets, cvkit.augment as _augment, cvkit.data as _data
+import cvkit.models as _models, cvkit.learner as _learner, cvkit.interpret as _interpret, cvkit.export as _export
+__all__ = [name for m in (_core, _datasets, _augment, _data, _models, _learner, _interpret, _export) for name in m.__all__]

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO/".venv"/"bin"
 CVKIT = VENV_BIN/"cvkit"
 PYTHON = VENV_BIN/"python"
-OUTPUT_FILES = ("model.safetensors", "model.json", "metrics.json", "confusion_matrix.png")
+OUTPUT_FILES = ("model.safetensors", "cvkit.json", "metrics.json", "confusion_matrix.png")
 SHAPE_CLASSES = ["circle", "square", "triangle"]
 SHAPES_PER_CLASS = 24
 SHAPES_SIZE = 32
@@ -101,9 +101,9 @@ def check_outputs(out:Path) -> dict:
     assert not leftovers, f"temporary files left in {out}: {leftovers}"
     from safetensors import safe_open
     with safe_open(str(out/"model.safetensors"), "pt") as f: assert len(list(f.keys())) > 0
-    meta = json.loads((out/"model.json").read_text())
+    meta = json.loads((out/"cvkit.json").read_text())
     m = read_metrics(out)
-    assert meta["classes"] == m["classes"], "model.json and metrics.json disagree on the classes"
+    assert meta["classes"] == m["classes"], "cvkit.json and metrics.json disagree on the classes"
     return m
 
 

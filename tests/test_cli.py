@@ -96,7 +96,7 @@ def test_digits_end_to_end(digits_run):
 def test_digits_model_json(digits_run):
     rc, _, stderr, out = digits_run
     assert rc == 0, stderr
-    meta = json.loads((out/"model.json").read_text())
+    meta = json.loads((out/"cvkit.json").read_text())
     assert meta["arch"] == "small_resnet"                          # --arch auto: small_resnet up to 64 px
     assert meta["size"] == 32                                      # documented default size for digits
     assert meta["classes"] == [str(d) for d in range(10)]

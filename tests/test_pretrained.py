@@ -47,7 +47,7 @@ def test_weights_file_through_cli(shapes_dir, tmp_path, run_cli):
                                  "--epochs", "1", "--size", "32", "--out", out, env=offline_env(tmp_path))
     assert rc == 0, stderr
     check_outputs(out)
-    meta = json.loads((out/"model.json").read_text())
+    meta = json.loads((out/"cvkit.json").read_text())
     assert meta["arch"] == "resnet10t" and meta["pretrained"] is True and meta["normalize"] == "imagenet"
     # fine_tune: one frozen epoch, then the unfrozen ones
     assert sum(l.startswith("epoch") for l in stdout.splitlines()) == 2, stdout
