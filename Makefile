@@ -29,7 +29,8 @@ lab: venv
 
 ## Benchmarks: side-by-side timings printed to the terminal.
 bench: venv
-	$(BIN)/python benchmarks/quickstart.py
+	$(BIN)/python benchmarks/quickstart.py --json benchmarks/results/quickstart-cpu.json
+	$(BIN)/python benchmarks/inference.py --json benchmarks/results/inference-cpu.json
 
 clean:
 	rm -rf cvkit-out build dist *.egg-info _proc
