@@ -119,6 +119,12 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cvkit.models.ResidualBlock.__init__': ('models.html#residualblock.__init__', 'cvkit/models.py'),
                               'cvkit.models.ResidualBlock.forward': ('models.html#residualblock.forward', 'cvkit/models.py'),
                               'cvkit.models._conv_block': ('models.html#_conv_block', 'cvkit/models.py'),
+                              'cvkit.models.bundled_weights_file': ('models.html#bundled_weights_file', 'cvkit/models.py'),
+                              'cvkit.models.cifar_resnet': ('models.html#cifar_resnet', 'cvkit/models.py'),
+                              'cvkit.models.load_backbone': ('models.html#load_backbone', 'cvkit/models.py'),
                               'cvkit.models.resolve_arch': ('models.html#resolve_arch', 'cvkit/models.py'),
                               'cvkit.models.simple_cnn': ('models.html#simple_cnn', 'cvkit/models.py'),
-                              'cvkit.models.small_resnet': ('models.html#small_resnet', 'cvkit/models.py')}}}
+                              'cvkit.models.small_resnet': ('models.html#small_resnet', 'cvkit/models.py')},
+            'cvkit.pretrained': { 'cvkit.pretrained.device_name': ('pretrained.html#device_name', 'cvkit/pretrained.py'),
+                                  'cvkit.pretrained.model_card': ('pretrained.html#model_card', 'cvkit/pretrained.py'),
+                                  'cvkit.pretrained.train_cifar_resnet': ('pretrained.html#train_cifar_resnet', 'cvkit/pretrained.py')}}}
