@@ -6,13 +6,13 @@ the normalisation is part of both models.
 
     python benchmarks/inference.py [--reps 50] [--json benchmarks/results/inference-cpu.json]
 """
-import argparse, json, platform, tempfile, time, warnings
+import argparse, json, tempfile, time, warnings
 warnings.filterwarnings("ignore")
 from pathlib import Path
 import numpy as np
 import torch
 from cvkit.export import Predictor, build_model, export_onnx, onnx_session, _WithNormalization
-from safetensors.torch import save_file
+from cvkit.core import device_name
 
 def timings(fn, reps:int, warmup:int=5)->np.ndarray:
     for _ in range(warmup): fn()
@@ -20,10 +20,6 @@ def timings(fn, reps:int, warmup:int=5)->np.ndarray:
     for _ in range(reps):
         t = time.perf_counter(); fn(); out.append(time.perf_counter() - t)
     return np.array(out)
-
-def cpu_name():
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception: return platform.processor() or platform.machine()
 
 def bench(arch:str, size:int, reps:int, batch:int)->dict:
     meta = {"arch": arch, "arch_kwargs": {}, "classes": [str(i) for i in range(10)], "size": size,
@@ -54,7 +50,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    device = f"{cpu_name()} ({torch.get_num_threads()} threads)"
+    device = device_name("cpu")
     print(f"device: {device}; torch {torch.__version__}")
     results = [bench("small_resnet", 32, a.reps, a.batch), bench("resnet18", 224, a.reps, a.batch)]
     print(f"\n{'model':22} {'runtime':12} {'batch-1 median':>15} {'batch-1 p95':>12} {f'batch-{a.batch} img/s':>16}")

@@ -7,7 +7,7 @@ DataLoaders are built (image decoding included) and exclude Python start-up and 
 
     python benchmarks/quickstart.py [--target 0.985] [--json benchmarks/results/quickstart-cpu.json]
 """
-import argparse, json, platform, time, warnings
+import argparse, json, time, warnings
 warnings.filterwarnings("ignore")
 from pathlib import Path
 import torch
@@ -16,7 +16,7 @@ from fastai.vision.all import (ImageDataLoaders, vision_learner, resnet18, accur
 from cvkit.datasets import digits
 from cvkit.data import image_dataloaders
 from cvkit.learner import cv_learner
-from cvkit.core import log, default_device
+from cvkit.core import log, default_device, device_name
 
 class EpochTimes(Callback):
     "Record (elapsed seconds since `t0`, validation accuracy) after every epoch."
@@ -50,10 +50,6 @@ def run_fastai(path, epochs, seed):
     learn.fit_one_cycle(epochs, cbs=cb)
     return cb.rows, time.perf_counter() - t0
 
-def cpu_name():
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except Exception: return platform.processor() or platform.machine()
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", type=float, default=0.985)
@@ -65,7 +61,7 @@ def main():
     warnings.filterwarnings("ignore"); log.setLevel("WARNING")
     path = digits()
     dev = default_device()
-    device = torch.cuda.get_device_name() if dev.type == "cuda" else f"{cpu_name()} ({torch.get_num_threads()} threads)"
+    device = device_name(dev)
     print(f"device: {device}; torch {torch.__version__}; digits at {path}")
 
     ck_rows, ck_total = run_cvkit(path, a.cvkit_epochs, a.seed)

@@ -12,11 +12,10 @@ import argparse, json, time, warnings
 warnings.filterwarnings("ignore")
 from pathlib import Path
 import torch
-from cvkit.core import log
+from cvkit.core import log, device_name
 from cvkit.data import image_dataloaders
 from cvkit.learner import cv_learner
 from cvkit.interpret import evaluate
-from cvkit.pretrained import device_name
 
 DATA = Path(__file__).resolve().parents[2]/"shared"/"data"/"hymenoptera.tar"
 

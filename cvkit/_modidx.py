@@ -23,6 +23,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cvkit.core.cache_dir': ('core.html#cache_dir', 'cvkit/core.py'),
                             'cvkit.core.choose_precision': ('core.html#choose_precision', 'cvkit/core.py'),
                             'cvkit.core.default_device': ('core.html#default_device', 'cvkit/core.py'),
+                            'cvkit.core.device_name': ('core.html#device_name', 'cvkit/core.py'),
                             'cvkit.core.save_json': ('core.html#save_json', 'cvkit/core.py'),
                             'cvkit.core.seed_everything': ('core.html#seed_everything', 'cvkit/core.py')},
             'cvkit.data': { 'cvkit.data.DataInfo': ('data.html#datainfo', 'cvkit/data.py'),
@@ -125,6 +126,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cvkit.models.resolve_arch': ('models.html#resolve_arch', 'cvkit/models.py'),
                               'cvkit.models.simple_cnn': ('models.html#simple_cnn', 'cvkit/models.py'),
                               'cvkit.models.small_resnet': ('models.html#small_resnet', 'cvkit/models.py')},
-            'cvkit.pretrained': { 'cvkit.pretrained.device_name': ('pretrained.html#device_name', 'cvkit/pretrained.py'),
-                                  'cvkit.pretrained.model_card': ('pretrained.html#model_card', 'cvkit/pretrained.py'),
+            'cvkit.pretrained': { 'cvkit.pretrained.model_card': ('pretrained.html#model_card', 'cvkit/pretrained.py'),
                                   'cvkit.pretrained.train_cifar_resnet': ('pretrained.html#train_cifar_resnet', 'cvkit/pretrained.py')}}}
