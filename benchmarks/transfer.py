@@ -6,7 +6,7 @@ augmentation, seed and number of epochs; they differ only in the starting weight
 schedule (one epoch with the backbone frozen, then all layers with discriminative learning rates).
 Everything runs offline.
 
-    python benchmarks/transfer.py [--size 64] [--epochs 8] [--json benchmarks/results/transfer-cpu.json]
+    python benchmarks/transfer.py [--size 32] [--epochs 8] [--json benchmarks/results/transfer-cpu.json]
 """
 import argparse, json, time, warnings
 warnings.filterwarnings("ignore")
@@ -30,7 +30,7 @@ def run(pretrained:bool, a)->dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=32, help="image size (32: the backbone's pretraining resolution; default)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--bs", type=int, default=32)
     ap.add_argument("--lr-scratch", type=float, default=1e-2)
