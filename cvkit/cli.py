@@ -11,7 +11,7 @@ from .core import *
 # %% auto #0
 __all__ = ['train_command', 'predict_command', 'main']
 
-# %% ../nbs/90_cli.ipynb #e2386766
+# %% ../nbs/90_cli.ipynb #73e14f92
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train and evaluate image classifiers.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -28,10 +28,10 @@ def _parser()->argparse.ArgumentParser:
                    "(default: small_resnet for images up to 64 px, cifar_resnet with --pretrained, else resnet18)")
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights and fine-tune (torchvision/timm archs)")
     t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
-    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits)")
+    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled backbone)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits)")
     t.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2, or 1e-3 with --pretrained)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2; with --pretrained 5e-3 for cifar_resnet, else 1e-3)")
     t.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction if the data has no valid/ folder (default: %(default)s)")
     t.add_argument("--split", default="auto", choices=["auto", "folder", "random", "stratified"], help="how to choose validation images (default: %(default)s)")
     t.add_argument("--resize", default="squish", choices=["squish", "crop", "pad"], help="resize method (default: %(default)s)")
@@ -65,21 +65,24 @@ def _parser()->argparse.ArgumentParser:
     ex.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
-# %% ../nbs/90_cli.ipynb #1c2b40f7
+# %% ../nbs/90_cli.ipynb #a4b25f40
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     from cvkit.datasets import digits
     from cvkit.data import image_dataloaders
     from cvkit.learner import cv_learner
+    from cvkit.models import resolve_arch
     from cvkit.interpret import evaluate, plot_confusion_matrix
     from cvkit.export import export
     import matplotlib; matplotlib.use("Agg")
     builtin = a.data is None
     a.pretrained = a.pretrained or a.weights is not None
     source = digits() if builtin else Path(a.data)
-    size = a.size or (32 if builtin else None)
+    bundled = a.pretrained and not a.weights and a.arch in ("auto", "cifar_resnet")   # cvkit's CIFAR-10 backbone
+    size = a.size or (32 if builtin or bundled else None)      # the backbone's pretraining resolution
     epochs = a.epochs or (4 if builtin else 5)
-    lr = a.lr or (1e-3 if a.pretrained else 1e-2)
+    # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
+    lr = a.lr or (5e-3 if bundled else 1e-3 if a.pretrained else 1e-2)
     csv = {k: v for k, v in (("fn_col", a.fn_col), ("label_col", a.label_col), ("valid_col", a.valid_col)) if v is not None}
     t0 = time.perf_counter()
     dls = image_dataloaders(source, size=size, valid_pct=a.valid_pct, split=a.split, bs=a.bs, resize_method=a.resize,
@@ -91,7 +94,7 @@ def train_command(a:argparse.Namespace)->dict:
     learn = cv_learner(dls, arch, pretrained=a.pretrained, opt=a.opt, wd=a.wd, label_smoothing=a.label_smoothing,
                        precision=a.precision, seed=a.seed, path=a.out, weights=a.weights)
     t1 = time.perf_counter()
-    if a.pretrained: learn.fine_tune(epochs, lr)
+    if a.pretrained: learn.fine_tune(epochs, lr, lr_mult=3 if resolve_arch(arch)[0] == "cvkit" else 100)
     else: learn.fit_one_cycle(epochs, lr)
     train_s = time.perf_counter() - t1
     ev = evaluate(learn)

@@ -10,8 +10,8 @@ from torch import nn
 from .core import *
 
 # %% auto #0
-__all__ = ['BUNDLED_WEIGHTS', 'CVKIT_ARCHS', 'simple_cnn', 'ResidualBlock', 'small_resnet', 'cifar_resnet',
-           'bundled_weights_file', 'load_backbone', 'resolve_arch']
+__all__ = ['BUNDLED_WEIGHTS', 'CVKIT_ARCHS', 'simple_cnn', 'ResidualBlock', 'ConcatPool', 'classifier_head', 'small_resnet',
+           'cifar_resnet', 'bundled_weights_file', 'head_start', 'body_groups', 'load_backbone', 'resolve_arch']
 
 # %% ../nbs/04_models.ipynb #80048c40
 def _conv_block(n_in:int, n_out:int, batchnorm:bool=True)->nn.Sequential:
@@ -36,7 +36,7 @@ def simple_cnn(
         nn.Dropout(dropout), nn.Linear(c2*16, hidden), nn.ReLU(inplace=True),
         nn.Dropout(dropout), nn.Linear(hidden, n_out))
 
-# %% ../nbs/04_models.ipynb #d4488465
+# %% ../nbs/04_models.ipynb #fdf36578
 class ResidualBlock(nn.Module):
     "Two conv-batchnorm-ReLU layers with a skip connection: `x + f(x)`."
     def __init__(self, channels:int):
@@ -44,11 +44,30 @@ class ResidualBlock(nn.Module):
         self.f = nn.Sequential(_conv_block(channels, channels), _conv_block(channels, channels))
     def forward(self, x): return x + self.f(x)
 
+class ConcatPool(nn.Module):
+    "Global average- and max-pooling side by side: `2*C` features per image."
+    def forward(self, x): return torch.cat([x.amax((2, 3)), x.mean((2, 3))], 1)
+
+def classifier_head(
+    n_features:int,                  # channels of the last feature map
+    n_out:int,                       # number of classes
+    head:str="max",                  # "max" or "concat" (see below)
+    dropout:float|None=None,         # dropout before the linear layer (None: 0 for "max", 0.5 for "concat")
+)->list:
+    "The layers after the convolutional body: pooling, flatten, (batch-norm,) dropout, linear."
+    if head == "max":
+        return [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout or 0.0), nn.Linear(n_features, n_out)]
+    if head == "concat":
+        return [ConcatPool(), nn.BatchNorm1d(2*n_features), nn.Dropout(0.5 if dropout is None else dropout),
+                nn.Linear(2*n_features, n_out)]
+    raise ConfigError(f"head must be 'max' or 'concat', not {head!r}")
+
 def small_resnet(
     n_out:int,                       # number of classes
     n_in:int=3,                      # input channels
     widths:tuple=(16, 32, 96),       # channels of the three stages
-    dropout:float=0.0,               # dropout before the classifier
+    dropout:float|None=None,         # dropout before the classifier (None: the head's default)
+    head:str="max",                  # "max": global max-pool → linear; "concat": max+avg pool → batch-norm → dropout → linear
 )->nn.Sequential:
     "A fast ResNet-style network for small (around 32 px) images."
     w1, w2, w3 = widths
@@ -57,12 +76,12 @@ def small_resnet(
         _conv_block(w1, w2), nn.MaxPool2d(2), ResidualBlock(w2),
         _conv_block(w2, w3), nn.MaxPool2d(2),
         _conv_block(w3, w3), nn.MaxPool2d(2), ResidualBlock(w3),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(w3, n_out))
+        *classifier_head(w3, n_out, head, dropout))
 
-# %% ../nbs/04_models.ipynb #d8cb37bb
-def cifar_resnet(n_out:int, n_in:int=3, dropout:float=0.0)->nn.Sequential:
+# %% ../nbs/04_models.ipynb #60913810
+def cifar_resnet(n_out:int, n_in:int=3, dropout:float|None=None, head:str="max")->nn.Sequential:
     "`small_resnet` with widths (32, 64, 128): the architecture of cvkit's bundled CIFAR-10 backbone."
-    return small_resnet(n_out, n_in, widths=(32, 64, 128), dropout=dropout)
+    return small_resnet(n_out, n_in, widths=(32, 64, 128), dropout=dropout, head=head)
 
 BUNDLED_WEIGHTS = {"cifar_resnet": "cifar_resnet.safetensors"}   # arch name -> file in cvkit/weights/
 
@@ -74,14 +93,29 @@ def bundled_weights_file(arch:str)->Path:
     if not f.is_file(): raise WeightsError(f"the bundled weights file {f} is missing; reinstall cvkit")
     return f
 
+def head_start(model:nn.Sequential)->int:
+    "Index of the first layer of a cvkit model's head: its first global pooling layer."
+    for i, l in enumerate(model):
+        if isinstance(l, (nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, ConcatPool)): return i
+    raise ConfigError(f"no global pooling layer in {type(model).__name__}: cannot tell its body from its head")
+
+def body_groups(model:nn.Sequential)->list:
+    "A cvkit model as three layer groups: early body, late body, head (for freezing and discriminative rates)."
+    h = head_start(model)
+    return [model[:h//2], model[h//2:h], model[h:]]
+
+def _body_keys(sd:dict, n:int)->dict:
+    "The entries of layers before index `n` (keys that do not start with a layer index are kept, to be reported)."
+    return {k: v for k, v in sd.items() if not k.split(".")[0].isdigit() or int(k.split(".")[0]) < n}
+
 def load_backbone(model:nn.Sequential, state_dict:dict)->nn.Sequential:
-    "Load `state_dict` into all layers of `model` but its final classifier (which keeps its fresh weights)."
-    head = str(len(model) - 1)
-    body = {k: v for k, v in state_dict.items() if not k.startswith(head + ".")}
-    try: missing, unexpected = model.load_state_dict(body, strict=False)
-    except RuntimeError as e: raise WeightsError(f"weights do not fit the model: {str(e).splitlines()[1:2]}") from e
-    if unexpected or [k for k in missing if not k.startswith(head + ".")]:
-        raise WeightsError(f"weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    "Load the body of `state_dict` into `model`'s body; the head keeps its fresh weights (and may differ in form)."
+    h = head_start(model)
+    own, src = _body_keys(model.state_dict(), h), _body_keys(state_dict, h)
+    if set(own) != set(src) or any(own[k].shape != src[k].shape for k in own):
+        bad = sorted(k for k in set(own) | set(src) if k not in own or k not in src or own[k].shape != src[k].shape)
+        raise WeightsError(f"weights do not fit the model: {len(bad)} tensors differ in name or shape (first: {bad[:3]})")
+    model.load_state_dict(src, strict=False)
     return model
 
 # %% ../nbs/04_models.ipynb #9051b58c
