@@ -58,6 +58,11 @@ if [ -L .venv ] || [ "$(cat .venv/.cvkit-deps 2>/dev/null)" != "$deps" ]; then
   done
   echo "$deps" > .venv/.cvkit-deps
 fi
+# Jupyter's data and config (JupyterLab extensions such as the ipywidgets front end, kernel specs) live under
+# the environment's prefix: point this .venv's share/ and etc/ at the dependency environment's
+for d in share etc; do
+  if [ -d "$deps/$d" ] && [ "$(readlink .venv/$d 2>/dev/null)" != "$deps/$d" ]; then rm -rf ".venv/$d"; ln -s "$deps/$d" ".venv/$d"; fi
+done
 # cvkit itself, editable, from this clone (cheap; done every time so the entry points stay current)
 if ! out=$(.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1); then
   echo "$out" | quiet_pip; echo "tools/venv.sh: installing cvkit (editable) failed" >&2; exit 1
