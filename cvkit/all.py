@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #e1325fc1
+# %% ../nbs/99_all.ipynb #d0ad91ec
 from .core import *
 from .datasets import *
 from .augment import *
@@ -14,6 +14,11 @@ from .models import *
 from .learner import *
 from .interpret import *
 from .export import *
+from .lr_find import *
+from .dashboard import *
+from .cleaner import *
 import cvkit.core as _core, cvkit.datasets as _datasets, cvkit.augment as _augment, cvkit.data as _data
 import cvkit.models as _models, cvkit.learner as _learner, cvkit.interpret as _interpret, cvkit.export as _export
-__all__ = [name for m in (_core, _datasets, _augment, _data, _models, _learner, _interpret, _export) for name in m.__all__]
+import cvkit.lr_find as _lr_find, cvkit.dashboard as _dashboard, cvkit.cleaner as _cleaner
+__all__ = [name for m in (_core, _datasets, _augment, _data, _models, _learner, _interpret, _export, _lr_find,
+                          _dashboard, _cleaner) for name in m.__all__]
