@@ -13,17 +13,21 @@ same batch size, loss and optimiser family, one after the other in one process:
   fastai's default optimiser, on the same image folder.
 
 Only the training phase of the second epoch is timed (the first warms up caches and allocators); validation
-is excluded from all three.
+is excluded from all three. On a GPU the bare loop uses the precision cvkit picks for the device (bf16 autocast
+where supported, else fp16 with a gradient scaler); plain fastai runs as it does by default, in fp32.
 
-    python benchmarks/overhead.py [--data cifar10|digits] [--n 10000] [--bs 256] [--json benchmarks/results/overhead-cpu.json]
+A shared machine's speed drifts by several per cent over minutes, so the set-ups run in turns, `--repeats`
+times, and each one's median is reported.
+
+    python benchmarks/overhead.py [--data cifar10|digits] [--n 10000] [--bs 256] [--repeats 3] [--json benchmarks/results/overhead-cpu.json]
 """
-import argparse, datetime, json, os, time, warnings
+import argparse, contextlib, datetime, json, os, statistics, time, warnings
 warnings.filterwarnings("ignore")
 from pathlib import Path
 import torch, torch.nn.functional as F
 from fastai.vision.all import (ImageDataLoaders, Learner, accuracy, Callback, ProgressCallback, noop,
                                CrossEntropyLossFlat)
-from cvkit.core import log, default_device, device_name, seed_everything
+from cvkit.core import log, default_device, device_name, seed_everything, choose_precision
 from cvkit.data import image_dataloaders, items_from_folder, decode_images
 from cvkit.datasets import digits
 from cvkit.learner import cv_learner
@@ -77,12 +81,15 @@ def bare_loop(images:torch.Tensor, labels:torch.Tensor, a, device)->float:
     x_all = ((x_all - mean)/std).contiguous(memory_format=torch.channels_last)
     y_all = labels.to(device)
     n_batches = len(x_all)//a.bs
+    dtype = choose_precision(device).dtype                         # None on the CPU: fp32
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    amp = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
     def epoch():
         perm = torch.randperm(len(x_all), device=device)
         for i in range(n_batches):
             idx = perm[i*a.bs:(i+1)*a.bs]
-            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            with amp(): loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+            opt.zero_grad(set_to_none=True); scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
     model.train(); epoch()                                         # warm-up
     if device.type == "cuda": torch.cuda.synchronize()
     t0 = time.perf_counter(); epoch()
@@ -118,6 +125,7 @@ def main():
     ap.add_argument("--bs", type=int, default=256)
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="turns of the set-ups; each one's median is reported")
     ap.add_argument("--skip-fastai", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -133,13 +141,18 @@ def main():
     images, labels = images[:n_train], labels[:n_train]
     print(f"{device_name(device)}; torch {torch.__version__}; {a.data}, {n_train} training images at 32 px, batch {a.bs}")
 
-    res = {"bare": bare_loop(images, labels, a, device)}
-    print(f"bare loop      {res['bare']:8.0f} images/s", flush=True)
-    res["cvkit"] = cvkit_loop(folder, a, device)
-    print(f"cvkit          {res['cvkit']:8.0f} images/s   {res['cvkit']/res['bare']:.2f} x bare", flush=True)
+    runs = {"bare": [], "cvkit": []} | ({} if a.skip_fastai else {"fastai": []})
+    for r in range(a.repeats):
+        runs["bare"].append(bare_loop(images, labels, a, device))
+        runs["cvkit"].append(cvkit_loop(folder, a, device))
+        if not a.skip_fastai: runs["fastai"].append(fastai_loop(folder, a, device))
+        print(f"turn {r + 1}: " + "  ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items()), flush=True)
+    res = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"\nmedian of {a.repeats} turn(s), images/s:")
+    print(f"bare loop      {res['bare']:8.0f}")
+    print(f"cvkit          {res['cvkit']:8.0f}   {res['cvkit']/res['bare']:.2f} x bare")
     if not a.skip_fastai:
-        res["fastai"] = fastai_loop(folder, a, device)
-        print(f"plain fastai   {res['fastai']:8.0f} images/s   {res['fastai']/res['bare']:.2f} x bare", flush=True)
+        print(f"plain fastai   {res['fastai']:8.0f}   {res['fastai']/res['bare']:.2f} x bare")
         print(f"\ncvkit / bare {res['cvkit']/res['bare']:.2f} (goal >= 0.95); cvkit / plain fastai "
               f"{res['cvkit']/res['fastai']:.2f} (goal >= 1.15)")
     if a.json:
@@ -148,7 +161,7 @@ def main():
         if "fastai" in res: ratios["cvkit_over_fastai"] = res["cvkit"]/res["fastai"]
         Path(a.json).write_text(json.dumps({"benchmark": "overhead", "device": device_name(device),
             "torch": torch.__version__, "date": datetime.date.today().isoformat(), "args": vars(a),
-            "images_per_second": res, "ratios": ratios}, indent=2) + "\n")
+            "images_per_second": res, "runs": runs, "ratios": ratios}, indent=2) + "\n")
         print(f"wrote {a.json}")
 
 if __name__ == "__main__": main()

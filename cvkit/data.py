@@ -142,7 +142,7 @@ def items_from_regex(
     if not kept: raise DataError(f"no file name in {src} matches {pattern!r}")
     return Items(kept, labels, None, skipped, src)
 
-# %% ../nbs/02_data.ipynb #8d911d91
+# %% ../nbs/02_data.ipynb #f5ec4333
 RESIZE_METHODS = ("squish", "crop", "pad")
 
 def resize_image(img:Image.Image, size:int, method:str="squish")->Image.Image:
@@ -159,9 +159,11 @@ def _why_unreadable(path:Path, e:Exception)->str:
     if "truncated" in str(e).lower(): return "truncated image (the file ends early)"
     return f"cannot decode ({type(e).__name__}: {e})"
 
-def load_image(path:Path, size:int|None=None, method:str="squish")->np.ndarray:
-    "Decode `path` fully as RGB (optionally resized), returning an HWC uint8 array; raises on broken files."
+def load_image(path:Path, size:int|None=None, method:str="squish", draft:bool=True)->np.ndarray:
+    "Decode `path` as RGB (optionally resized), returning an HWC uint8 array; raises on broken files."
     with Image.open(path) as im:
+        # a JPEG can decode straight to 1/2, 1/4 or 1/8 scale: pick the smallest that still covers `size`
+        if draft and size is not None and im.format == "JPEG": im.draft("RGB", (size, size))
         im.load()
         im = im.convert("RGB")
         if size is not None: im = resize_image(im, size, method)

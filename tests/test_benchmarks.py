@@ -1,0 +1,75 @@
+"""Smoke tests of the speed benchmarks: each script runs at tiny sizes, prints its side-by-side figures and writes
+a JSON whose numbers agree with what it printed. (The real runs are not part of the test suite: see benchmarks/.)"""
+from __future__ import annotations
+import json, re, subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, REPO, cli_env, make_shapes
+
+
+def run_script(name:str, *args, cwd:Path, timeout:float=300) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(PYTHON), str(REPO/"benchmarks"/name), *map(str, args)], cwd=cwd, env=cli_env(OMP_NUM_THREADS=1),
+                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, f"{name} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
+    assert "Traceback" not in p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def split_shapes(tmp_path_factory) -> Path:
+    "Synthetic shapes in train/ and test/ folders (as CIFAR-10's archive has them)."
+    root = tmp_path_factory.mktemp("bench")/"shapes"
+    make_shapes(root/"train", n_per_class=40, seed=0)
+    make_shapes(root/"test", n_per_class=10, seed=1)
+    return root
+
+
+def test_overhead_smoke(tmp_path):
+    out = tmp_path/"overhead.json"
+    p = run_script("overhead.py", "--data", "digits", "--bs", 64, "--repeats", 1, "--json", out, cwd=tmp_path)
+    res = json.loads(out.read_text())
+    ips = res["images_per_second"]
+    assert set(ips) == {"bare", "cvkit", "fastai"} and all(v > 0 for v in ips.values())
+    assert res["ratios"]["cvkit_over_bare"] == pytest.approx(ips["cvkit"]/ips["bare"])
+    assert res["ratios"]["cvkit_over_fastai"] == pytest.approx(ips["cvkit"]/ips["fastai"])
+    assert res["device"] and res["torch"] and res["date"]
+    printed = float(re.search(r"cvkit / bare ([\d.]+)", p.stdout)[1])
+    assert printed == pytest.approx(res["ratios"]["cvkit_over_bare"], abs=0.006)
+
+
+def test_throughput_smoke(tmp_path, split_shapes):
+    out = tmp_path/"throughput.json"
+    p = run_script("throughput.py", "--data", split_shapes, "--arch", "resnet18", "--size", 32, "--bs", 8,
+                   "--batches", 2, "--warmup", 1, "--workers", 2, "--json", out, cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert set(res["modes"]) == {"fp32", "fp32+cl"}            # CPU: no bf16 modes by default
+    for mode, r in res["modes"].items():
+        assert r["bare"]["images_per_second"] > 0 and r["cvkit"]["images_per_second"] > 0
+        assert r["cvkit_over_bare"] == pytest.approx(r["cvkit"]["images_per_second"]/r["bare"]["images_per_second"])
+        assert f"{mode:18} bare" in p.stdout
+    assert res["flops_per_image"] > 0 and res["fastai"]["images_per_second"] > 0
+    assert res["peak_bf16_flops"] is None                       # no MFU claimed for a CPU
+    assert "plain fastai" in p.stdout
+
+
+def test_speedrun_smoke(tmp_path, split_shapes):
+    out = tmp_path/"speedrun.json"
+    p = run_script("speedrun.py", "--data", split_shapes, "--budget", 4, "--bs", 32, "--widths", 8, 16, 16,
+                   "--json", out, cwd=tmp_path)
+    res = json.loads(out.read_text())
+    c = res["cvkit"]
+    assert res["budget_seconds"] == 4 and c["runs"] == 1
+    assert 4 <= c["train_seconds"][0] < 8, c["train_seconds"]   # the budget is training time, not more
+    assert 1/3 < c["accuracy"][0] <= 1 and 0 <= c["tta_accuracy"][0] <= 1
+    assert c["epochs"][0] > 0 and c["images_per_second"][0] > 0
+    assert res["airbench94"]["ran"] is False and "CUDA" in res["airbench94"]["why"]
+    assert res["airbench94_published"]["seconds"] == 3.83
+    assert "Published: 3.83 s" in p.stdout
+
+
+def test_speedrun_needs_data(tmp_path):
+    p = subprocess.run([str(PYTHON), str(REPO/"benchmarks"/"speedrun.py"), "--data", tmp_path/"nope.tar.gz"], cwd=tmp_path,
+                       env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "nope.tar.gz not found" in p.stderr
