@@ -189,6 +189,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cvkit.data.items_from_folder': ('data.html#items_from_folder', 'cvkit/data.py'),
                             'cvkit.data.items_from_regex': ('data.html#items_from_regex', 'cvkit/data.py'),
                             'cvkit.data.load_image': ('data.html#load_image', 'cvkit/data.py'),
+                            'cvkit.data.loader_worker_count': ('data.html#loader_worker_count', 'cvkit/data.py'),
                             'cvkit.data.resize_image': ('data.html#resize_image', 'cvkit/data.py'),
                             'cvkit.data.split_indices': ('data.html#split_indices', 'cvkit/data.py')},
             'cvkit.datasets': { 'cvkit.datasets._background': ('datasets.html#_background', 'cvkit/datasets.py'),

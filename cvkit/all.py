@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #d0ad91ec
+# %% ../nbs/99_all.ipynb #e3e3304b
 from .core import *
 from .datasets import *
 from .augment import *
@@ -17,8 +17,9 @@ from .export import *
 from .lr_find import *
 from .dashboard import *
 from .cleaner import *
+from .recipes import *
 import cvkit.core as _core, cvkit.datasets as _datasets, cvkit.augment as _augment, cvkit.data as _data
 import cvkit.models as _models, cvkit.learner as _learner, cvkit.interpret as _interpret, cvkit.export as _export
-import cvkit.lr_find as _lr_find, cvkit.dashboard as _dashboard, cvkit.cleaner as _cleaner
+import cvkit.lr_find as _lr_find, cvkit.dashboard as _dashboard, cvkit.cleaner as _cleaner, cvkit.recipes as _recipes
 __all__ = [name for m in (_core, _datasets, _augment, _data, _models, _learner, _interpret, _export, _lr_find,
-                          _dashboard, _cleaner) for name in m.__all__]
+                          _dashboard, _cleaner, _recipes) for name in m.__all__]
