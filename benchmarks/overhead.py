@@ -18,7 +18,8 @@ where supported, else fp16 with a gradient scaler); plain fastai runs as it does
 
 A shared machine's speed drifts by several per cent over minutes, so the set-ups run in turns, `--repeats`
 times. Each set-up's median images/s is reported. The ratios are the medians of the per-turn ratios: the
-set-ups of one turn run back to back, so they see nearly the same machine.
+set-ups of one turn run back to back, so they see nearly the same machine, and the order alternates
+from turn to turn, so that no set-up always runs first.
 
     python benchmarks/overhead.py [--data cifar10|digits] [--n 10000] [--bs 256] [--repeats 3] [--json benchmarks/results/overhead-cpu.json]
 """
@@ -143,10 +144,11 @@ def main():
     print(f"{device_name(device)}; torch {torch.__version__}; {a.data}, {n_train} training images at 32 px, batch {a.bs}")
 
     runs = {"bare": [], "cvkit": []} | ({} if a.skip_fastai else {"fastai": []})
+    setups = {"bare": lambda: bare_loop(images, labels, a, device), "cvkit": lambda: cvkit_loop(folder, a, device),
+              "fastai": lambda: fastai_loop(folder, a, device)}
     for r in range(a.repeats):
-        runs["bare"].append(bare_loop(images, labels, a, device))
-        runs["cvkit"].append(cvkit_loop(folder, a, device))
-        if not a.skip_fastai: runs["fastai"].append(fastai_loop(folder, a, device))
+        order = list(runs) if r % 2 == 0 else list(runs)[::-1]       # alternate the order: no set-up always goes first
+        for k in order: runs[k].append(setups[k]())
         print(f"turn {r + 1}: " + "  ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items()), flush=True)
     res = {k: statistics.median(v) for k, v in runs.items()}
     ratios = {"cvkit_over_bare": statistics.median(c/b for c, b in zip(runs["cvkit"], runs["bare"]))}
