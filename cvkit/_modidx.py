@@ -288,6 +288,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'cvkit.learner.EpochLogger': ('learner.html#epochlogger', 'cvkit/learner.py'),
                                'cvkit.learner.EpochLogger.__init__': ('learner.html#epochlogger.__init__', 'cvkit/learner.py'),
                                'cvkit.learner.EpochLogger.after_epoch': ('learner.html#epochlogger.after_epoch', 'cvkit/learner.py'),
+                               'cvkit.learner.EpochLogger.after_fit': ('learner.html#epochlogger.after_fit', 'cvkit/learner.py'),
                                'cvkit.learner.EpochLogger.before_fit': ('learner.html#epochlogger.before_fit', 'cvkit/learner.py'),
                                'cvkit.learner.EpochLogger.before_train': ('learner.html#epochlogger.before_train', 'cvkit/learner.py'),
                                'cvkit.learner._interactive': ('learner.html#_interactive', 'cvkit/learner.py'),

@@ -66,7 +66,7 @@ class Precision:
     def name(self)->str: return {None:"fp32", torch.bfloat16:"bf16", torch.float16:"fp16"}[self.dtype]
     def __str__(self): return f"{self.name} on {self.device_type} ({self.reason})"
 
-# %% ../nbs/00_core.ipynb #eacf0931
+# %% ../nbs/00_core.ipynb #2fffae8b
 def choose_precision(
     device:torch.device|str,   # the training device
     precision:str="auto",      # "auto", "fp32", "bf16" or "fp16"
@@ -86,9 +86,9 @@ def choose_precision(
         return Precision("cuda", torch.float16, True, "fp16 mixed precision with loss scaling: GPU lacks bf16")
     if precision in ("bf16", "fp16"):
         raise ConfigError(f"{precision} training was asked for on {dev.type}; mixed precision is for CUDA GPUs "
-                          f"(on a CPU without bf16 hardware it is many times slower than fp32). Use --precision auto")
+                          f"(on a CPU without bf16 hardware it is slower than fp32, up to tens of times). Use --precision auto")
     return Precision(dev.type, None, False, "mixed precision is only used on CUDA GPUs; a CPU without bf16 "
-                     "hardware runs it many times slower than fp32")
+                     "hardware runs it slower than fp32, up to tens of times")
 
 # %% ../nbs/00_core.ipynb #13872851
 def device_name(device)->str:

@@ -19,17 +19,19 @@ __all__ = ['EpochLogger', 'use_plain_logging', 'apply_precision', 'ChannelsLastB
            'CompileTimer', 'compile_model', 'load_state_dict_file', 'resolve_pretrained', 'reseed_dataloaders',
            'cv_learner', 'show_frozen']
 
-# %% ../nbs/05_learner.ipynb #159fde1a
+# %% ../nbs/05_learner.ipynb #a971012c
 class EpochLogger(Callback):
     "Print one plain line per epoch (loss, metrics, time): readable in files and CI logs."
     order = 65
     def __init__(self, file=None): self.file = file
-    def before_fit(self): self.t0 = time.perf_counter()
+    def before_fit(self): self.t0, self.trained = time.perf_counter(), False
     def before_train(self): self.trained = True
+    def after_fit(self): self.trained = False                  # a cancelled fit must not leak into `get_preds`
     def after_epoch(self):
         if not getattr(self, "trained", False): return       # `get_preds`/`validate` run epochs too: stay quiet
         self.trained = False
-        names, vals = self.recorder.metric_names, self.recorder.log
+        names, vals = list(self.recorder.metric_names), list(self.recorder.log)
+        if len(vals) < len(names): names = names[:len(vals) - 1] + names[-1:]   # validation skipped: no valid columns
         parts = [f"epoch {self.epoch + 1}/{self.n_epoch}"]
         for n, v in zip(names[1:], vals[1:]):
             if n == "time": continue
