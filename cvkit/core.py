@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", 
 
 # %% auto #0
 __all__ = ['log', 'CvkitError', 'DataError', 'ConfigError', 'WeightsError', 'default_device', 'Precision', 'choose_precision',
-           'device_name', 'seed_everything', 'cache_dir', 'atomic_write', 'save_json']
+           'device_name', 'synchronize', 'seed_everything', 'cache_dir', 'atomic_write', 'save_json']
 
 # %% ../nbs/00_core.ipynb #d359749e
 class CvkitError(Exception):
@@ -90,7 +90,7 @@ def choose_precision(
     return Precision(dev.type, None, False, "mixed precision is only used on CUDA GPUs; a CPU without bf16 "
                      "hardware runs it slower than fp32, up to tens of times")
 
-# %% ../nbs/00_core.ipynb #13872851
+# %% ../nbs/00_core.ipynb #611bfb9a
 def device_name(device)->str:
     "A readable name of a torch device: the GPU model, or the CPU model and thread count."
     device = torch.device(device)
@@ -98,6 +98,10 @@ def device_name(device)->str:
     try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except Exception: cpu = "CPU"
     return f"{cpu} ({torch.get_num_threads()} threads)"
+
+def synchronize(device):
+    "Wait until the work queued on `device` is done (CUDA runs asynchronously); a no-op on the CPU. For timing."
+    if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
 
 # %% ../nbs/00_core.ipynb #d5c50dde
 def seed_everything(seed:int|None=42)->int|None:

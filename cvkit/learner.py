@@ -99,13 +99,12 @@ class DeviceMetrics(Callback):
         for k, j in enumerate(moved): losses[j] = cpu[k]
         if isinstance(getattr(self.learn, "smooth_loss", None), torch.Tensor): self.learn.smooth_loss = losses[-1]
 
-# %% ../nbs/05_learner.ipynb #0ffe5b02
+# %% ../nbs/05_learner.ipynb #aaa1a1e0
 class CompileTimer(Callback):
     "Time the first training batches of a `torch.compile`d model: compilation vs the steady batch time."
     order = 100
     def __init__(self, n:int=6): self.n, self.times, self.compile_seconds = n, [], None
-    def _sync(self):
-        if self.dls.device.type == "cuda": torch.cuda.synchronize()
+    def _sync(self): synchronize(self.dls.device)
     def before_batch(self):
         if self.training and len(self.times) < self.n: self._sync(); self.t0 = time.perf_counter()
     def after_batch(self):

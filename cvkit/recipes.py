@@ -89,7 +89,7 @@ def speed_learner(
     learn.recipe = r
     return learn
 
-# %% ../nbs/12_recipes.ipynb #89ad5f2c
+# %% ../nbs/12_recipes.ipynb #7d588daf
 def speed_schedule(recipe:SpeedRecipe)->dict:
     "The recipe's learning-rate schedule, for fastai's `ParamScheduler`."
     lr = recipe.peak_lr
@@ -117,8 +117,7 @@ class TimeBudget(Callback):
     "Stop training after `seconds` of training time, and drive the schedules by time instead of steps."
     order = -5                                                  # after TrainEvalCallback, before the schedulers
     def __init__(self, seconds:float): self.seconds = seconds
-    def _sync(self):
-        if self.dls.device.type == "cuda": torch.cuda.synchronize()
+    def _sync(self): synchronize(self.dls.device)
     def before_fit(self): self.spent, self.t0 = 0.0, None
     def before_train(self): self._sync(); self.t0 = time.perf_counter()
     def after_train(self): self._sync(); self.spent += time.perf_counter() - self.t0; self.t0 = None
@@ -153,7 +152,7 @@ def fit_speed(
     learn.fit(epochs, r.peak_lr, cbs=run + list(cbs or []))
     return learn
 
-# %% ../nbs/12_recipes.ipynb #0da5a977
+# %% ../nbs/12_recipes.ipynb #f1df93b9
 @dataclass
 class SpeedRun:
     "The outcome of `speed_run`."
@@ -182,8 +181,7 @@ class _TrainClock(Callback):
     "Training time (device-synchronised) and images seen."
     order = 99
     def before_fit(self): self.seconds, self.images, self.t0 = 0.0, 0, None
-    def _sync(self):
-        if self.dls.device.type == "cuda": torch.cuda.synchronize()
+    def _sync(self): synchronize(self.dls.device)
     def before_train(self): self._sync(); self.t0 = time.perf_counter()
     def after_batch(self):
         if self.training: self.images += len(self.yb[0])
