@@ -20,7 +20,7 @@ from .interpret import evaluate
 
 # %% auto #0
 __all__ = ['SpeedRecipe', 'speed_dataloaders', 'whitening_images', 'speed_learner', 'speed_schedule', 'WeightAveraging',
-           'TimeBudget', 'SkipValidation', 'fit_speed', 'SpeedRun', 'speed_run']
+           'TrainClock', 'TimeBudget', 'SkipValidation', 'fit_speed', 'SpeedRun', 'speed_run']
 
 # %% ../nbs/12_recipes.ipynb #86116a3e
 @dataclass
@@ -89,7 +89,7 @@ def speed_learner(
     learn.recipe = r
     return learn
 
-# %% ../nbs/12_recipes.ipynb #7d588daf
+# %% ../nbs/12_recipes.ipynb #9b1cdc35
 def speed_schedule(recipe:SpeedRecipe)->dict:
     "The recipe's learning-rate schedule, for fastai's `ParamScheduler`."
     lr = recipe.peak_lr
@@ -113,20 +113,30 @@ class WeightAveraging(Callback):
         with torch.no_grad():
             for p, a in zip(self.learn.model.state_dict().values(), self.avg.module.state_dict().values()): p.copy_(a)
 
-class TimeBudget(Callback):
-    "Stop training after `seconds` of training time, and drive the schedules by time instead of steps."
+class TrainClock(Callback):
+    "Training time (device-synchronised, validation excluded) and the number of training images seen."
     order = -5                                                  # after TrainEvalCallback, before the schedulers
-    def __init__(self, seconds:float): self.seconds = seconds
+    def before_fit(self): self.spent, self.images, self.t0 = 0.0, 0, None
     def _sync(self): synchronize(self.dls.device)
-    def before_fit(self): self.spent, self.t0 = 0.0, None
     def before_train(self): self._sync(); self.t0 = time.perf_counter()
-    def after_train(self): self._sync(); self.spent += time.perf_counter() - self.t0; self.t0 = None
-    def _elapsed(self): return self.spent + (time.perf_counter() - self.t0 if self.t0 is not None else 0.0)
-    def before_batch(self):
-        if self.training: self.learn.pct_train = min(1.0, self._elapsed()/self.seconds)
     def after_batch(self):
-        if self.training and self._elapsed() >= self.seconds:
-            self.after_train(); raise CancelFitException()
+        if self.training: self.images += len(self.yb[0])
+    def _stop(self):
+        if self.t0 is None: return
+        self._sync(); self.spent += time.perf_counter() - self.t0; self.t0 = None
+    def after_train(self): self._stop()
+    def after_cancel_fit(self): self._stop()
+    @property
+    def elapsed(self)->float: return self.spent + (time.perf_counter() - self.t0 if self.t0 is not None else 0.0)
+
+class TimeBudget(TrainClock):
+    "Stop training after `seconds` of training time, and drive the schedules by time instead of steps."
+    def __init__(self, seconds:float): self.seconds = seconds
+    def before_batch(self):
+        if self.training: self.learn.pct_train = min(1.0, self.elapsed/self.seconds)
+    def after_batch(self):
+        super().after_batch()
+        if self.training and self.elapsed >= self.seconds: self._stop(); raise CancelFitException()
 
 class SkipValidation(Callback):
     "Skip the per-epoch validation (evaluate once at the end instead)."
@@ -152,7 +162,7 @@ def fit_speed(
     learn.fit(epochs, r.peak_lr, cbs=run + list(cbs or []))
     return learn
 
-# %% ../nbs/12_recipes.ipynb #f1df93b9
+# %% ../nbs/12_recipes.ipynb #b0c9ea7f
 @dataclass
 class SpeedRun:
     "The outcome of `speed_run`."
@@ -177,20 +187,6 @@ class SpeedRun:
         return (f"{100*self.accuracy:.2f} % accuracy{tta} after {self.epochs:.2f} epochs in {self.train_seconds:.1f} s "
                 f"of training{comp} ({self.images_per_second:.0f} images/s) on {self.device}, {self.precision}")
 
-class _TrainClock(Callback):
-    "Training time (device-synchronised) and images seen."
-    order = 99
-    def before_fit(self): self.seconds, self.images, self.t0 = 0.0, 0, None
-    def _sync(self): synchronize(self.dls.device)
-    def before_train(self): self._sync(); self.t0 = time.perf_counter()
-    def after_batch(self):
-        if self.training: self.images += len(self.yb[0])
-    def _stop(self):
-        if self.t0 is None: return
-        self._sync(); self.seconds += time.perf_counter() - self.t0; self.t0 = None
-    def after_train(self): self._stop()
-    def after_cancel_fit(self): self._stop()
-
 def speed_run(
     source,                           # anything `image_dataloaders` accepts (e.g. CIFAR-10's train/ and test/ folders), or ready `speed_dataloaders`
     recipe:SpeedRecipe|None=None,     # settings (default: `SpeedRecipe()`)
@@ -212,13 +208,13 @@ def speed_run(
     learn = speed_learner(dls, r, seed=seed, plain_logging=True)
     if not log_epochs: learn.remove_cb(learn.epoch_logger)
     t2 = time.perf_counter()
-    clock = _TrainClock()
+    clock = TrainClock()
     fit_speed(learn, r, budget, validate=False, cbs=[clock])
     t3 = time.perf_counter()
     acc = evaluate(learn).accuracy
     tta = evaluate(learn, tta=True, tta_shift=r.translate or None).accuracy if r.tta else None
     t4 = time.perf_counter()
-    res = SpeedRun(acc, tta, clock.seconds, clock.images/max(1, dls.info.n_train), clock.images/max(clock.seconds, 1e-9),
+    res = SpeedRun(acc, tta, clock.spent, clock.images/max(1, dls.info.n_train), clock.images/max(clock.spent, 1e-9),
                    t1 - t0, t2 - t1, t4 - t3, getattr(learn, "compile_seconds", None), device_name(dls.device),
                    learn.precision.name, dls.info.n_train, dls.info.n_valid, asdict(r))
     log.info(res.summary())
