@@ -11,9 +11,9 @@ from torch import nn
 from .core import *
 
 # %% auto #0
-__all__ = ['BUNDLED_WEIGHTS', 'CVKIT_ARCHS', 'simple_cnn', 'ResidualBlock', 'ConcatPool', 'classifier_head', 'small_resnet',
-           'cifar_resnet', 'bundled_weights_file', 'head_start', 'body_groups', 'load_backbone', 'PatchWhitening',
-           'Scale', 'speed_net', 'resolve_arch']
+__all__ = ['BUNDLED_WEIGHTS', 'DEFAULT_BACKBONE', 'CVKIT_ARCHS', 'simple_cnn', 'ResidualBlock', 'ConcatPool', 'classifier_head',
+           'small_resnet', 'cifar_resnet', 'bundled_weights_file', 'head_start', 'body_groups', 'load_backbone',
+           'PatchWhitening', 'Scale', 'speed_net', 'cifar_speednet', 'resolve_arch']
 
 # %% ../nbs/04_models.ipynb #80048c40
 def _conv_block(n_in:int, n_out:int, batchnorm:bool=True)->nn.Sequential:
@@ -80,12 +80,14 @@ def small_resnet(
         _conv_block(w3, w3), nn.MaxPool2d(2), ResidualBlock(w3),
         *classifier_head(w3, n_out, head, dropout))
 
-# %% ../nbs/04_models.ipynb #60913810
+# %% ../nbs/04_models.ipynb #fe042189
 def cifar_resnet(n_out:int, n_in:int=3, dropout:float|None=None, head:str="max")->nn.Sequential:
     "`small_resnet` with widths (32, 64, 128): the architecture of cvkit's bundled CIFAR-10 backbone."
     return small_resnet(n_out, n_in, widths=(32, 64, 128), dropout=dropout, head=head)
 
-BUNDLED_WEIGHTS = {"cifar_resnet": "cifar_resnet.safetensors"}   # arch name -> file in cvkit/weights/
+BUNDLED_WEIGHTS = {"cifar_resnet": "cifar_resnet.safetensors",          # arch name -> file in cvkit/weights/
+                   "cifar_speednet": "cifar_speednet.safetensors"}
+DEFAULT_BACKBONE = "cifar_speednet"     # the bundled backbone `cvkit train --pretrained` uses by default
 
 def bundled_weights_file(arch:str)->Path:
     "Path of the bundled weights of `arch` (raises `WeightsError` if cvkit ships none for it)."
@@ -104,7 +106,9 @@ def head_start(model:nn.Sequential)->int:
 def body_groups(model:nn.Sequential)->list:
     "A cvkit model as three layer groups: early body, late body, head (for freezing and discriminative rates)."
     h = head_start(model)
-    return [model[:h//2], model[h//2:h], model[h:]]
+    learned = [i for i in range(h) if any(True for _ in model[i].parameters())]   # layers with weights
+    cut = learned[len(learned)//2] if len(learned) > 1 else h//2                 # the second half of them starts "late"
+    return [model[:cut], model[cut:h], model[h:]]
 
 def _body_keys(sd:dict, n:int)->dict:
     "The entries of layers before index `n` (keys that do not start with a layer index are kept, to be reported)."
@@ -120,7 +124,7 @@ def load_backbone(model:nn.Sequential, state_dict:dict)->nn.Sequential:
     model.load_state_dict(src, strict=False)
     return model
 
-# %% ../nbs/04_models.ipynb #cd982dbc
+# %% ../nbs/04_models.ipynb #bd47b87d
 class PatchWhitening(nn.Module):
     "A fixed `patch`×`patch` convolution that decorrelates pixel patches (set from data by `init_from`); its bias trains."
     def __init__(self, n_in:int=3, patch:int=2, eps:float=5e-4):
@@ -160,16 +164,26 @@ def speed_net(
     n_out:int,                       # number of classes
     n_in:int=3,                      # input channels
     widths:tuple=(64, 256, 256),     # channels of the three blocks
-    scale:float=1/9,                 # multiplier of the logits
+    scale:float=1/9,                 # multiplier of the logits (with `head="scaled"`)
+    head:str="scaled",               # "scaled": max-pool → linear without bias → ×`scale`; or "max"/"concat" as `classifier_head`
+    dropout:float|None=None,         # dropout before the classifier ("max"/"concat" heads)
 )->nn.Sequential:
     "A fast network for small images: a data-set patch-whitening layer, three conv-pool blocks, a max-pool head."
     stem = PatchWhitening(n_in)
     layers, c = [stem, nn.GELU()], stem.out_channels
     for w in widths: layers.append(_speed_block(c, w)); c = w
-    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, n_out, bias=False), Scale(scale))
+    if head == "scaled":
+        if dropout: raise ConfigError("speed_net's scaled head has no dropout; use head='max' or 'concat' for dropout")
+        return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, n_out, bias=False), Scale(scale))
+    return nn.Sequential(*layers, *classifier_head(c, n_out, head, dropout))
 
-# %% ../nbs/04_models.ipynb #a998c046
-CVKIT_ARCHS = {"simple_cnn": simple_cnn, "small_resnet": small_resnet, "cifar_resnet": cifar_resnet, "speed_net": speed_net}
+def cifar_speednet(n_out:int, n_in:int=3, dropout:float|None=None, head:str="scaled")->nn.Sequential:
+    "`speed_net` with widths (64, 256, 256): the architecture of cvkit's bundled CIFAR-10 speed-recipe backbone."
+    return speed_net(n_out, n_in, widths=(64, 256, 256), head=head, dropout=dropout)
+
+# %% ../nbs/04_models.ipynb #ed3128c6
+CVKIT_ARCHS = {"simple_cnn": simple_cnn, "small_resnet": small_resnet, "cifar_resnet": cifar_resnet, "speed_net": speed_net,
+               "cifar_speednet": cifar_speednet}
 
 def resolve_arch(name:str)->tuple[str, object]:
     "Classify an architecture name: ('cvkit', fn), ('torchvision', fn) or ('timm', name)."
