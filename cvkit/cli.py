@@ -11,7 +11,7 @@ from .core import *
 # %% auto #0
 __all__ = ['train_command', 'predict_command', 'main']
 
-# %% ../nbs/90_cli.ipynb #73e14f92
+# %% ../nbs/90_cli.ipynb #c25d1915
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train and evaluate image classifiers.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -23,15 +23,15 @@ def _parser()->argparse.ArgumentParser:
                "Without DATA, trains on the built-in handwritten digits. Broken or non-image files are "
                "reported and skipped.")
     t.add_argument("data", nargs="?", help="image folder, CSV file or archive (default: built-in digits)")
-    t.add_argument("--arch", default="auto", help="simple_cnn, small_resnet, cifar_resnet (pretrained weights "
+    t.add_argument("--arch", default="auto", help="simple_cnn, small_resnet, speed_net, cifar_resnet or cifar_speednet (pretrained weights "
                    "bundled: works offline), or a torchvision/timm model name "
-                   "(default: small_resnet for images up to 64 px, cifar_resnet with --pretrained, else resnet18)")
+                   "(default: small_resnet for images up to 64 px, cifar_speednet with --pretrained, else resnet18)")
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights and fine-tune (torchvision/timm archs)")
     t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
     t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled backbone)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits)")
     t.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2; with --pretrained 5e-3 for cifar_resnet, else 1e-3)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2; with --pretrained 5e-3 for the bundled backbones, else 1e-3)")
     t.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction if the data has no valid/ folder (default: %(default)s)")
     t.add_argument("--split", default="auto", choices=["auto", "folder", "random", "stratified"], help="how to choose validation images (default: %(default)s)")
     t.add_argument("--resize", default="squish", choices=["squish", "crop", "pad"], help="resize method (default: %(default)s)")
@@ -65,20 +65,20 @@ def _parser()->argparse.ArgumentParser:
     ex.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
-# %% ../nbs/90_cli.ipynb #a4b25f40
+# %% ../nbs/90_cli.ipynb #956e9e39
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     from cvkit.datasets import digits
     from cvkit.data import image_dataloaders
     from cvkit.learner import cv_learner
-    from cvkit.models import resolve_arch
+    from cvkit.models import resolve_arch, BUNDLED_WEIGHTS, DEFAULT_BACKBONE
     from cvkit.interpret import evaluate, plot_confusion_matrix
     from cvkit.export import export
     import matplotlib; matplotlib.use("Agg")
     builtin = a.data is None
     a.pretrained = a.pretrained or a.weights is not None
     source = digits() if builtin else Path(a.data)
-    bundled = a.pretrained and not a.weights and a.arch in ("auto", "cifar_resnet")   # cvkit's CIFAR-10 backbone
+    bundled = a.pretrained and not a.weights and (a.arch == "auto" or a.arch in BUNDLED_WEIGHTS)   # cvkit's CIFAR-10 backbones
     size = a.size or (32 if builtin or bundled else None)      # the backbone's pretraining resolution
     epochs = a.epochs or (4 if builtin else 5)
     # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
@@ -89,7 +89,7 @@ def train_command(a:argparse.Namespace)->dict:
                             normalize="imagenet" if a.pretrained else "data", augment=not a.no_augment,
                             flip=not (a.no_flip or builtin), seed=a.seed, device=a.device,
                             label_pattern=a.label_pattern, **csv)
-    arch = a.arch if a.arch != "auto" else ("cifar_resnet" if a.pretrained and not a.weights else
+    arch = a.arch if a.arch != "auto" else (DEFAULT_BACKBONE if a.pretrained and not a.weights else
                                             "small_resnet" if dls.info.size <= 64 else "resnet18")
     learn = cv_learner(dls, arch, pretrained=a.pretrained, opt=a.opt, wd=a.wd, label_smoothing=a.label_smoothing,
                        precision=a.precision, seed=a.seed, path=a.out, weights=a.weights)

@@ -44,7 +44,8 @@ def test_wheel_contents(wheel):
     missing = [m for m in modules if f"cvkit/{m}" not in names]
     assert not missing, f"modules missing from the wheel: {missing}"
     assert not [n for n in names if n.startswith(("tests/", "nbs/", "tools/"))], "wheel ships non-package folders"
-    for f in ("cvkit/weights/cifar_resnet.safetensors", "cvkit/weights/cifar_resnet.md"):
+    from cvkit.models import BUNDLED_WEIGHTS
+    for f in [f"cvkit/weights/{n}" for arch, w in BUNDLED_WEIGHTS.items() for n in (w, f"{arch}.md")]:
         assert f in names, f"the bundled backbone file {f} is missing from the wheel"
     dist_info = f"cvkit-{cvkit.__version__}.dist-info"
     with zipfile.ZipFile(wheel) as z:

@@ -2,6 +2,7 @@
 of a weights file that would run code when unpickled."""
 from __future__ import annotations
 import json, time
+import pytest
 
 import torch
 
@@ -66,13 +67,14 @@ def test_malicious_weights_pickle_is_refused(shapes_dir, tmp_path, run_cli):
     assert not marker.exists(), "loading the weights ran code from the pickle"
 
 
-def test_bundled_backbone_offline(shapes_dir, tmp_path, run_cli):
-    "`--arch cifar_resnet --pretrained` fine-tunes cvkit's bundled weights with no network and empty caches."
+@pytest.mark.parametrize("arch", ["cifar_resnet", "cifar_speednet"])
+def test_bundled_backbone_offline(arch, shapes_dir, tmp_path, run_cli):
+    "`--arch <bundled> --pretrained` fine-tunes cvkit's bundled weights with no network and empty caches."
     out = tmp_path/"out"
-    rc, stdout, stderr = run_cli("train", shapes_dir, "--arch", "cifar_resnet", "--pretrained", "--epochs", "1",
+    rc, stdout, stderr = run_cli("train", shapes_dir, "--arch", arch, "--pretrained", "--epochs", "1",
                                  "--out", out, env=offline_env(tmp_path))
     assert rc == 0, stderr
     check_outputs(out)
     meta = json.loads((out/"cvkit.json").read_text())
-    assert meta["arch"] == "cifar_resnet" and meta["pretrained"] is True and meta["normalize"] == "imagenet"
+    assert meta["arch"] == arch and meta["pretrained"] is True and meta["normalize"] == "imagenet"
     assert sum(l.startswith("epoch") for l in stdout.splitlines()) == 2, stdout     # frozen epoch + 1
