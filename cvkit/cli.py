@@ -11,7 +11,7 @@ from .core import *
 # %% auto #0
 __all__ = ['train_command', 'predict_command', 'main']
 
-# %% ../nbs/90_cli.ipynb #c25d1915
+# %% ../nbs/90_cli.ipynb #8bcc033e
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train and evaluate image classifiers.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -25,7 +25,7 @@ def _parser()->argparse.ArgumentParser:
     t.add_argument("data", nargs="?", help="image folder, CSV file or archive (default: built-in digits)")
     t.add_argument("--arch", default="auto", help="simple_cnn, small_resnet, speed_net, cifar_resnet or cifar_speednet (pretrained weights "
                    "bundled: works offline), or a torchvision/timm model name "
-                   "(default: small_resnet for images up to 64 px, cifar_speednet with --pretrained, else resnet18)")
+                   "(default: small_resnet for images up to 64 px, cifar_resnet with --pretrained, else resnet18)")
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights and fine-tune (torchvision/timm archs)")
     t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
     t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled backbone)")

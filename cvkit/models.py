@@ -80,14 +80,15 @@ def small_resnet(
         _conv_block(w3, w3), nn.MaxPool2d(2), ResidualBlock(w3),
         *classifier_head(w3, n_out, head, dropout))
 
-# %% ../nbs/04_models.ipynb #fe042189
+# %% ../nbs/04_models.ipynb #82e38a1f
 def cifar_resnet(n_out:int, n_in:int=3, dropout:float|None=None, head:str="max")->nn.Sequential:
     "`small_resnet` with widths (32, 64, 128): the architecture of cvkit's bundled CIFAR-10 backbone."
     return small_resnet(n_out, n_in, widths=(32, 64, 128), dropout=dropout, head=head)
 
 BUNDLED_WEIGHTS = {"cifar_resnet": "cifar_resnet.safetensors",          # arch name -> file in cvkit/weights/
                    "cifar_speednet": "cifar_speednet.safetensors"}
-DEFAULT_BACKBONE = "cifar_speednet"     # the bundled backbone `cvkit train --pretrained` uses by default
+DEFAULT_BACKBONE = "cifar_resnet"       # the bundled backbone `cvkit train --pretrained` uses by default (as good
+                                        # as cifar_speednet for fine-tuning on ants vs bees, and faster)
 
 def bundled_weights_file(arch:str)->Path:
     "Path of the bundled weights of `arch` (raises `WeightsError` if cvkit ships none for it)."
