@@ -1,4 +1,4 @@
-"""Smoke tests of the speed benchmarks: each script runs at tiny sizes, prints its side-by-side figures and writes
+"""Smoke tests of the benchmarks: each script runs at tiny sizes, prints its side-by-side figures and writes
 a JSON whose numbers agree with what it printed. (The real runs are not part of the test suite: see benchmarks/.)"""
 from __future__ import annotations
 import json, re, subprocess
@@ -69,7 +69,28 @@ def test_speedrun_smoke(tmp_path, split_shapes):
     assert "Published: 3.83 s" in p.stdout
 
 
-def test_speedrun_needs_data(tmp_path):
-    p = subprocess.run([str(PYTHON), str(REPO/"benchmarks"/"speedrun.py"), "--data", tmp_path/"nope.tar.gz"], cwd=tmp_path,
+@pytest.mark.parametrize("script, message", [("speedrun.py", "nope.tar.gz not found"),
+                                             ("transfer.py", "this benchmark needs")])
+def test_benchmark_needs_data(script, message, tmp_path):
+    "A benchmark without its data stops with a message naming what is missing, never a silent pass."
+    p = subprocess.run([str(PYTHON), str(REPO/"benchmarks"/script), "--data", tmp_path/"nope.tar.gz"], cwd=tmp_path,
                        env=cli_env(), capture_output=True, text=True, timeout=120)
-    assert p.returncode != 0 and "nope.tar.gz not found" in p.stderr
+    assert p.returncode != 0 and message in p.stderr and "nope.tar.gz" in p.stderr, p.stderr
+
+
+def test_transfer_smoke(tmp_path, split_shapes):
+    "Both bundled backbones, fine-tuned and from scratch, offline; the gaps in the JSON are those printed."
+    out = tmp_path/"transfer.json"
+    p = run_script("transfer.py", "--data", split_shapes, "--epochs", 2, "--seeds", 0, "--json", out, cwd=tmp_path)
+    res = json.loads(out.read_text())
+    assert set(res["archs"]) == {"cifar_resnet", "cifar_speednet"}
+    for arch, r in res["archs"].items():
+        setups = r["setups"]
+        assert sum(s["pretrained"] for s in setups.values()) == 2 and len(setups) == 6
+        assert all(len(s["accuracies"]) == 1 and 0 <= s["mean"] <= 1 for s in setups.values())
+        best = lambda pre: max((s for s in setups if setups[s]["pretrained"] == pre), key=lambda s: setups[s]["mean"])
+        assert (r["best_fine_tuned"], r["best_scratch"]) == (best(True), best(False))
+        assert r["gap_points"] == pytest.approx(100*(setups[best(True)]["mean"] - setups[best(False)]["mean"]))
+        printed = re.search(rf"^{arch} .*?\ngap: .*?: ([+-][\d.]+) points", p.stdout, re.S | re.M)
+        assert printed and float(printed[1]) == pytest.approx(r["gap_points"], abs=0.051), p.stdout
+    assert "across architectures" in p.stdout and res["across_archs"]["gap_points"] is not None
