@@ -18,11 +18,16 @@ from .models import BUNDLED_WEIGHTS, bundled_weights_file, cifar_resnet, cifar_s
 from .recipes import SpeedRecipe, speed_dataloaders, speed_run
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'CARDS', 'train_cifar_resnet', 'save_bundled', 'train_cifar_speednet', 'publish_backbone',
+__all__ = ['CIFAR10_CLASSES', 'CARDS', 'train_cifar_resnet', 'publish_backbone', 'save_bundled', 'train_cifar_speednet',
            'model_card']
 
-# %% ../nbs/06_pretrained.ipynb #9091cddf
+# %% ../nbs/06_pretrained.ipynb #06f9df3d
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+def _cifar_root(archive:str|Path)->Path:
+    root = Path(archive)
+    if not root.exists(): raise DataError(f"{root} not found: training the backbone needs CIFAR-10 (cifar10-jpg.tar.gz)")
+    return extract_archive(root) if root.is_file() else root
 
 def train_cifar_resnet(
     archive:str|Path,            # cifar10-jpg.tar.gz (train/<class>/*.jpg, test/<class>/*.jpg) or its extracted folder
@@ -34,19 +39,27 @@ def train_cifar_resnet(
     device=None,                 # training device (default: best available)
 )->dict:
     "Train `cifar_resnet` on CIFAR-10 with the recipe above; write its weights and model card; return the figures."
-    root = Path(archive)
-    if root.is_file(): root = extract_archive(root)
-    t0 = time.perf_counter()
+    root, t0 = _cifar_root(archive), time.perf_counter()
     dls = image_dataloaders(root, size=32, bs=bs, seed=seed, normalize="imagenet", split="folder", device=device)
     if dls.vocab != CIFAR10_CLASSES: raise DataError(f"{root} does not look like CIFAR-10: classes {dls.vocab}")
     learn = cv_learner(dls, "cifar_resnet", label_smoothing=0.1, seed=seed, plain_logging=True)
     learn.fit_one_cycle(epochs, lr)
+    figures = {"epochs": epochs, "lr": lr, "bs": bs, "seed": seed, "minutes": round((time.perf_counter() - t0)/60, 1)}
+    return publish_backbone(learn, "cifar_resnet", figures, out)
+
+def publish_backbone(learn, arch:str, figures:dict, out:str|Path|None=None, dtype=None)->dict:
+    "Round `learn`'s weights to the storage `dtype`, evaluate what will ship (plain and with TTA), write weights and card."
+    with torch.no_grad():
+        for v in learn.model.state_dict().values():
+            if dtype is not None and v.is_floating_point(): v.copy_(v.to(dtype))
     ev = evaluate(learn)
-    figures = {"test_accuracy": round(ev.accuracy, 4), "epochs": epochs, "lr": lr, "bs": bs, "seed": seed,
-               "train_images": dls.info.n_train, "test_images": dls.info.n_valid,
-               "minutes": round((time.perf_counter() - t0)/60, 1), "device": device_name(dls.device),
-               "precision": learn.precision.name, "cvkit_version": cvkit.__version__}
-    save_bundled("cifar_resnet", learn.model.state_dict(), figures, ev.per_class(), out)
+    recipe = getattr(learn, "recipe", None)
+    tta = evaluate(learn, tta=True, tta_shift=getattr(recipe, "translate", None) or None).accuracy
+    figures = {"test_accuracy": round(ev.accuracy, 4), "tta_accuracy": round(tta, 4), **figures,
+               "train_images": learn.dls.info.n_train, "test_images": learn.dls.info.n_valid,
+               "device": device_name(learn.dls.device), "precision": learn.precision.name,
+               "stored_as": str(dtype or torch.float32).replace("torch.", ""), "cvkit_version": cvkit.__version__}
+    save_bundled(arch, learn.model.state_dict(), figures, ev.per_class(), out, dtype)
     return figures
 
 def save_bundled(arch:str, state:dict, figures:dict, per_class, out:str|Path|None=None, dtype=None)->Path:
@@ -60,12 +73,7 @@ def save_bundled(arch:str, state:dict, figures:dict, per_class, out:str|Path|Non
     with atomic_write(out/f"{arch}.md", "w") as fh: fh.write(model_card(arch, figures, per_class))
     return f
 
-# %% ../nbs/06_pretrained.ipynb #f7df237b
-def _cifar_root(archive:str|Path)->Path:
-    root = Path(archive)
-    if not root.exists(): raise DataError(f"{root} not found: training the backbone needs CIFAR-10 (cifar10-jpg.tar.gz)")
-    return extract_archive(root) if root.is_file() else root
-
+# %% ../nbs/06_pretrained.ipynb #e6040dba
 def train_cifar_speednet(
     archive:str|Path,            # cifar10-jpg.tar.gz (train/<class>/*.jpg, test/<class>/*.jpg) or its extracted folder
     epochs:int=12,               # training epochs
@@ -85,27 +93,11 @@ def train_cifar_speednet(
                "minutes": round((time.perf_counter() - t0)/60, 1)}
     return publish_backbone(learn, "cifar_speednet", figures, out, dtype)
 
-def publish_backbone(learn, arch:str, figures:dict, out:str|Path|None=None, dtype=None)->dict:
-    "Round `learn`'s weights to the storage `dtype`, evaluate what will ship (plain and with TTA), write weights and card."
-    with torch.no_grad():
-        for v in learn.model.state_dict().values():
-            if dtype is not None and v.is_floating_point(): v.copy_(v.to(dtype))
-    ev = evaluate(learn)
-    recipe = getattr(learn, "recipe", None)
-    tta = evaluate(learn, tta=True, tta_shift=getattr(recipe, "translate", None) or None).accuracy
-    figures = {"test_accuracy": round(ev.accuracy, 4), "tta_accuracy": round(tta, 4), **figures,
-               "train_images": learn.dls.info.n_train, "test_images": learn.dls.info.n_valid,
-               "device": device_name(learn.dls.device), "precision": learn.precision.name,
-               "stored_as": str(dtype or torch.float32).replace("torch.", ""), "cvkit_version": cvkit.__version__}
-    save_bundled(arch, learn.model.state_dict(), figures, ev.per_class(), out, dtype)
-    return figures
-
-# %% ../nbs/06_pretrained.ipynb #90d95819
+# %% ../nbs/06_pretrained.ipynb #dd24b0da
 CARDS = {
     "cifar_resnet": dict(
         architecture="`small_resnet` with widths (32, 64, 128) (`cvkit.models.cifar_resnet`), about 0.6 M\n"
                      "parameters; any input size from 8 px; best on small images.",
-        preprocessing="random shifts up to 4 px and horizontal flips",
         recipe="from scratch; random shifts up to 4 px and horizontal flips; Adam (fastai defaults,\n"
                "weight decay 0.01), one-cycle, peak learning rate {lr}, {epochs} epochs, batch size\n"
                "{bs}, label smoothing 0.1, seed {seed}, {precision} on {device}\n({minutes} minutes).",
