@@ -11,7 +11,7 @@ from .core import *
 # %% auto #0
 __all__ = ['train_command', 'predict_command', 'main']
 
-# %% ../nbs/90_cli.ipynb #8bcc033e
+# %% ../nbs/90_cli.ipynb #9c59875a
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train and evaluate image classifiers.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -23,12 +23,12 @@ def _parser()->argparse.ArgumentParser:
                "Without DATA, trains on the built-in handwritten digits. Broken or non-image files are "
                "reported and skipped.")
     t.add_argument("data", nargs="?", help="image folder, CSV file or archive (default: built-in digits)")
-    t.add_argument("--arch", default="auto", help="simple_cnn, small_resnet, speed_net, cifar_resnet or cifar_speednet (pretrained weights "
-                   "bundled: works offline), or a torchvision/timm model name "
+    t.add_argument("--arch", default="auto", help="simple_cnn, small_resnet, speed_net, the bundled pretrained backbones cifar_resnet and "
+                   "cifar_speednet (work offline), or a torchvision/timm model name "
                    "(default: small_resnet for images up to 64 px, cifar_resnet with --pretrained, else resnet18)")
     t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights and fine-tune (torchvision/timm archs)")
     t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
-    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled backbone)")
+    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled backbones)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits)")
     t.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2; with --pretrained 5e-3 for the bundled backbones, else 1e-3)")

@@ -245,7 +245,7 @@ def init_whitening(model:nn.Module, dls:DataLoaders, n:int=WHITEN_IMAGES)->int:
         for m in layers: m.init_from(x)
     return len(layers)
 
-# %% ../nbs/05_learner.ipynb #6ae6f08c
+# %% ../nbs/05_learner.ipynb #f756bc6b
 def cv_learner(
     dls:DataLoaders,                 # from `image_dataloaders`
     arch:str|nn.Module="small_resnet", # cvkit, torchvision or timm model name (or a ready nn.Module)
@@ -264,6 +264,7 @@ def cv_learner(
     plain_logging:bool|None=None,    # one line per epoch instead of progress bars (None: when not interactive)
     seed:int|None=42,                # seed for the initial weights
     compile:bool|str|dict=False,     # `torch.compile` the model (True, a mode such as "max-autotune", or its kwargs)
+    whiten_images:int=WHITEN_IMAGES, # training images that set a whitening layer (`speed_net`) when training from scratch
     **arch_kwargs,                   # passed to the architecture (e.g. widths, batchnorm)
 )->Learner:
     "A fastai `Learner` for `dls` and the architecture `arch`, with device precision and optional callbacks."
@@ -288,7 +289,7 @@ def cv_learner(
         if pretrained and "head" in inspect.signature(fn).parameters: arch_kwargs.setdefault("head", "concat")
         model = fn(n_out, **arch_kwargs)
         if state_dict is not None: load_backbone(model, state_dict)
-        elif init_whitening(model, dls): reseed_dataloaders(dls, seed)       # reading batches moved the shuffling
+        elif init_whitening(model, dls, whiten_images): reseed_dataloaders(dls, seed)   # reading batches moved the shuffling
         learn = Learner(dls, model, splitter=lambda m: [params(g) for g in body_groups(m)], **common)
         if pretrained: learn.freeze()
     elif kind == "module":
