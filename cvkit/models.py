@@ -13,7 +13,7 @@ from .core import *
 # %% auto #0
 __all__ = ['BUNDLED_WEIGHTS', 'DEFAULT_BACKBONE', 'CVKIT_ARCHS', 'simple_cnn', 'ResidualBlock', 'ConcatPool', 'classifier_head',
            'small_resnet', 'cifar_resnet', 'bundled_weights_file', 'head_start', 'body_groups', 'load_backbone',
-           'PatchWhitening', 'Scale', 'speed_net', 'cifar_speednet', 'resolve_arch']
+           'PatchWhitening', 'Scale', 'ShiftNorm', 'speed_net', 'cifar_speednet', 'resolve_arch']
 
 # %% ../nbs/04_models.ipynb #80048c40
 def _conv_block(n_in:int, n_out:int, batchnorm:bool=True)->nn.Sequential:
@@ -125,7 +125,7 @@ def load_backbone(model:nn.Sequential, state_dict:dict)->nn.Sequential:
     model.load_state_dict(src, strict=False)
     return model
 
-# %% ../nbs/04_models.ipynb #bd47b87d
+# %% ../nbs/04_models.ipynb #fe49fb39
 class PatchWhitening(nn.Module):
     "A fixed `patch`×`patch` convolution that decorrelates pixel patches (set from data by `init_from`); its bias trains."
     def __init__(self, n_in:int=3, patch:int=2, eps:float=5e-4):
@@ -157,9 +157,22 @@ class Scale(nn.Module):
     def forward(self, x): return x*self.scale
     def extra_repr(self): return f"{self.scale:.4g}"
 
+class ShiftNorm(nn.BatchNorm2d):
+    "Batch norm with its scale fixed at 1 (a buffer, saved but never trained): only the shift learns."
+    def __init__(self, n:int, momentum:float=0.4, eps:float=1e-12):
+        super().__init__(n, eps=eps, momentum=momentum)
+        del self.weight
+        self.register_buffer("weight", torch.ones(n))
+
+def _identity_conv(n_in:int, n_out:int)->nn.Conv2d:
+    "A 3×3 convolution without bias whose first `n_in` filters start as the identity."
+    conv = nn.Conv2d(n_in, n_out, 3, padding=1, bias=False)
+    with torch.no_grad(): nn.init.dirac_(conv.weight[:n_in])
+    return conv
+
 def _speed_block(n_in:int, n_out:int)->nn.Sequential:
-    return nn.Sequential(nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(n_out), nn.GELU(),
-                         nn.Conv2d(n_out, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.GELU())
+    return nn.Sequential(_identity_conv(n_in, n_out), nn.MaxPool2d(2), ShiftNorm(n_out), nn.GELU(),
+                         _identity_conv(n_out, n_out), ShiftNorm(n_out), nn.GELU())
 
 def speed_net(
     n_out:int,                       # number of classes

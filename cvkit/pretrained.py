@@ -18,8 +18,8 @@ from .models import BUNDLED_WEIGHTS, bundled_weights_file, cifar_resnet, cifar_s
 from .recipes import SpeedRecipe, speed_dataloaders, speed_run
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'CARDS', 'train_cifar_resnet', 'publish_backbone', 'save_bundled', 'train_cifar_speednet',
-           'model_card']
+__all__ = ['CIFAR10_CLASSES', 'CARDS', 'train_cifar_resnet', 'publish_backbone', 'save_bundled', 'recipe_figures',
+           'train_cifar_speednet', 'model_card']
 
 # %% ../nbs/06_pretrained.ipynb #06f9df3d
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -73,7 +73,11 @@ def save_bundled(arch:str, state:dict, figures:dict, per_class, out:str|Path|Non
     with atomic_write(out/f"{arch}.md", "w") as fh: fh.write(model_card(arch, figures, per_class))
     return f
 
-# %% ../nbs/06_pretrained.ipynb #e6040dba
+# %% ../nbs/06_pretrained.ipynb #566e8f8c
+def recipe_figures(r:SpeedRecipe)->dict:
+    "The settings of a speed recipe that its model card states."
+    return {"epochs": r.epochs, "bs": r.bs, "peak_lr": r.peak_lr, "wd": r.wd, "bias_lr": r.bias_lr, "whiten_bias": r.whiten_bias}
+
 def train_cifar_speednet(
     archive:str|Path,            # cifar10-jpg.tar.gz (train/<class>/*.jpg, test/<class>/*.jpg) or its extracted folder
     epochs:int=12,               # training epochs
@@ -89,11 +93,11 @@ def train_cifar_speednet(
     dls = speed_dataloaders(root, r, 32, seed=seed, normalize="imagenet", split="folder", device=device)
     if dls.vocab != CIFAR10_CLASSES: raise DataError(f"{root} does not look like CIFAR-10: classes {dls.vocab}")
     res, learn = speed_run(dls, r, seed=seed)
-    figures = {"epochs": epochs, "bs": bs, "peak_lr": r.peak_lr, "seed": seed, "train_seconds": round(res.train_seconds),
+    figures = {**recipe_figures(r), "seed": seed, "train_seconds": round(res.train_seconds),
                "minutes": round((time.perf_counter() - t0)/60, 1)}
     return publish_backbone(learn, "cifar_speednet", figures, out, dtype)
 
-# %% ../nbs/06_pretrained.ipynb #dd24b0da
+# %% ../nbs/06_pretrained.ipynb #f366ae3f
 CARDS = {
     "cifar_resnet": dict(
         architecture="`small_resnet` with widths (32, 64, 128) (`cvkit.models.cifar_resnet`), about 0.6 M\n"
@@ -104,12 +108,15 @@ CARDS = {
         reproduce="train_cifar_resnet"),
     "cifar_speednet": dict(
         architecture="`speed_net` with widths (64, 256, 256) (`cvkit.models.cifar_speednet`): a 2×2 patch-whitening\n"
-                     "layer set from the CIFAR-10 training images, then three conv → max-pool → batch-norm → GELU blocks;\n"
+                     "layer set from the CIFAR-10 training images, then three conv → max-pool → batch-norm → GELU blocks\n"
+                     "(batch norms with a fixed scale, `ShiftNorm`);\n"
                      "about 2.0 M parameters, stored as {stored_as}; any input size from 8 px; best on small images.",
-        recipe="from scratch with cvkit's speed recipe (`cvkit.recipes`): label smoothing 0.2; Nesterov SGD\n"
-               "(momentum 0.85, weight decay 5e-4); a triangular schedule, peak learning rate {peak_lr:g}; batch size {bs};\n"
-               "{epochs} epochs; random shifts up to 2 px and horizontal flips; an exponential moving average of the\n"
-               "weights over the second half of training; seed {seed}; {precision} on {device}\n"
+        recipe="from scratch with cvkit's speed recipe (`cvkit.recipes`): convolutions started as the identity;\n"
+               "label smoothing 0.2; Nesterov SGD (momentum 0.85), weight decay {wd:g}; a triangular schedule, peak\n"
+               "learning rate {peak_lr:g} ({bias_lr:g}× that for the batch norms' shifts, with weight decay {bias_lr:g}× smaller);\n"
+               "the whitening layer's shift fixed after {whiten_bias:.0%} of training; batch size {bs}; {epochs} epochs; random\n"
+               "shifts up to 2 px and horizontal flips; an exponential moving average of the weights over the second\n"
+               "half of training; seed {seed}; {precision} on {device}\n"
                "({train_seconds} s of training, {minutes} minutes in all).",
         reproduce="train_cifar_speednet"),
 }
