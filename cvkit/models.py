@@ -125,7 +125,7 @@ def load_backbone(model:nn.Sequential, state_dict:dict)->nn.Sequential:
     model.load_state_dict(src, strict=False)
     return model
 
-# %% ../nbs/04_models.ipynb #fe49fb39
+# %% ../nbs/04_models.ipynb #fa4c8168
 class PatchWhitening(nn.Module):
     "A fixed `patch`×`patch` convolution that decorrelates pixel patches (set from data by `init_from`); its bias trains."
     def __init__(self, n_in:int=3, patch:int=2, eps:float=5e-4):
@@ -146,9 +146,13 @@ class PatchWhitening(nn.Module):
         p, c = self.patch, images.shape[1]
         if c != self.weight.shape[1]: raise ConfigError(f"PatchWhitening expects {self.weight.shape[1]} channels, got {c}")
         patches = images.float().unfold(2, p, 1).unfold(3, p, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c*p*p)
-        evals, evecs = torch.linalg.eigh(torch.cov(patches.double().T))
-        w = (evecs.T/(evals.clamp_min(0) + self.eps).sqrt()[:, None]).reshape(-1, c, p, p)
-        self.weight.copy_(torch.cat([w, -w]).to(self.weight))
+        evals, evecs = torch.linalg.eigh(torch.cov(patches.double().T))               # ascending
+        w = evecs.T/(evals.clamp_min(0) + self.eps).sqrt()[:, None]
+        flat = torch.nonzero(evals <= 1e-6*evals.max()).flatten()      # directions the data never varies in
+        if len(flat) and len(flat) < len(evals):                       # (grey images stored as RGB): their filters would
+            good = torch.arange(len(flat), len(evals)).flip(0)         # only pass amplified rounding noise; reuse the
+            w[flat] = w[good[torch.arange(len(flat)) % len(good)]]     # strongest real directions instead
+        self.weight.copy_(torch.cat([w, -w]).reshape(-1, c, p, p).to(self.weight))
         return self
 
 class Scale(nn.Module):
@@ -159,7 +163,7 @@ class Scale(nn.Module):
 
 class ShiftNorm(nn.BatchNorm2d):
     "Batch norm with its scale fixed at 1 (a buffer, saved but never trained): only the shift learns."
-    def __init__(self, n:int, momentum:float=0.4, eps:float=1e-12):
+    def __init__(self, n:int, momentum:float=0.4, eps:float=1e-5):
         super().__init__(n, eps=eps, momentum=momentum)
         del self.weight
         self.register_buffer("weight", torch.ones(n))
