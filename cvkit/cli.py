@@ -6,10 +6,12 @@
 from __future__ import annotations
 import argparse, json, sys, time, traceback, logging
 from pathlib import Path
+from dataclasses import dataclass
 from .core import *
+from .models import arch_spec
 
 # %% auto #0
-__all__ = ['train_command', 'predict_command', 'main']
+__all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'ArchChoice', 'choose_arch', 'train_command', 'predict_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #9c59875a
 def _parser()->argparse.ArgumentParser:
@@ -23,15 +25,18 @@ def _parser()->argparse.ArgumentParser:
                "Without DATA, trains on the built-in handwritten digits. Broken or non-image files are "
                "reported and skipped.")
     t.add_argument("data", nargs="?", help="image folder, CSV file or archive (default: built-in digits)")
-    t.add_argument("--arch", default="auto", help="simple_cnn, small_resnet, speed_net, the bundled pretrained backbones cifar_resnet and "
-                   "cifar_speednet (work offline), or a torchvision/timm model name "
-                   "(default: small_resnet for images up to 64 px, cifar_resnet with --pretrained, else resnet18)")
-    t.add_argument("--pretrained", action="store_true", help="start from ImageNet weights and fine-tune (torchvision/timm archs)")
+    t.add_argument("--arch", default="auto", help="a registered architecture (simple_cnn, small_resnet, speed_net, cifar_resnet, "
+                   "cifar_speednet, efficientnet_lite0, ...) or any torchvision/timm model name. auto (default): chosen "
+                   "from the data: small images (up to 64 px) train small_resnet from scratch (cifar_resnet with --pretrained); "
+                   "photos fine-tune efficientnet_lite0 from its ImageNet weights, offline (--scratch: from scratch)")
+    pre = t.add_mutually_exclusive_group()
+    pre.add_argument("--pretrained", action="store_true", default=None, help="start from the architecture's pretrained weights and fine-tune")
+    pre.add_argument("--scratch", "--no-pretrained", dest="pretrained", action="store_false", help="train from scratch, without pretrained weights")
     t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
-    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled backbones)")
-    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits)")
+    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled CIFAR-10 backbones; 224 for photos with --arch auto)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits; fine-tuning: this many after one epoch with the body frozen)")
     t.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2; with --pretrained 5e-3 for the bundled backbones, else 1e-3)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2 from scratch; fine-tuning: 5e-3 for the bundled CIFAR-10 backbones, 1e-3 for ImageNet weights)")
     t.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction if the data has no valid/ folder (default: %(default)s)")
     t.add_argument("--split", default="auto", choices=["auto", "folder", "random", "stratified"], help="how to choose validation images (default: %(default)s)")
     t.add_argument("--resize", default="squish", choices=["squish", "crop", "pad"], help="resize method (default: %(default)s)")
@@ -65,42 +70,78 @@ def _parser()->argparse.ArgumentParser:
     ex.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
+# %% ../nbs/90_cli.ipynb #d32f10b1
+SMALL_IMAGE_SIDE = 64                  # images whose median shorter side is at most this are "small"
+PHOTO_ARCH = "efficientnet_lite0"      # what photos fine-tune with --arch auto
+
+@dataclass
+class ArchChoice:
+    "What `cvkit train` trains, and why."
+    arch:str                           # architecture name
+    pretrained:bool                    # fine-tune from its weights
+    size:int|None                      # image side (None: from the data)
+    reason:str                         # one line for the user
+
+def choose_arch(
+    arch:str="auto",                   # "auto" or a name
+    pretrained:bool|None=None,         # True/False as asked; None: the default for the choice
+    side:int|None=None,                # median shorter side of the images (`typical_side`)
+    size:int|None=None,                # image side asked for (None: the choice's default)
+    builtin:bool=False,                # the built-in digits
+)->ArchChoice:
+    "The architecture, weights and size `cvkit train` uses for data whose images have median side `side`."
+    if arch != "auto":
+        spec = arch_spec(arch)
+        p = bool(pretrained)
+        size = size or (spec.pretrain_size if p and spec.small_images else None)
+        return ArchChoice(spec.name, p, size, f"{spec.name} as asked, {'fine-tuned from its weights' if p else 'from scratch'}")
+    if builtin or (side is not None and side <= SMALL_IMAGE_SIDE):
+        what = "the built-in digits" if builtin else f"small images (median side {side} px, up to {SMALL_IMAGE_SIDE})"
+        if pretrained: return ArchChoice("cifar_resnet", True, size or 32, f"{what}: the bundled CIFAR-10 backbone cifar_resnet, fine-tuned at 32 px")
+        return ArchChoice("small_resnet", False, size or (32 if builtin else None),
+                          f"{what}: small_resnet from scratch (--pretrained fine-tunes the bundled CIFAR-10 backbone)")
+    spec = arch_spec(PHOTO_ARCH)
+    size = size or spec.pretrain_size
+    what = f"photos (median side {side} px)" if side is not None else "images of unknown size"
+    if pretrained is False: return ArchChoice(spec.name, False, size, f"{what}: {spec.name} from scratch at {size} px, as asked")
+    return ArchChoice(spec.name, True, size, f"{what}: {spec.name} fine-tuned from its ImageNet weights at {size} px "
+                                              f"(offline; --scratch trains from scratch)")
+
 # %% ../nbs/90_cli.ipynb #956e9e39
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     from cvkit.datasets import digits
-    from cvkit.data import image_dataloaders
+    from cvkit.data import image_dataloaders, read_items, typical_side
     from cvkit.learner import cv_learner
-    from cvkit.models import resolve_arch, BUNDLED_WEIGHTS, DEFAULT_BACKBONE
     from cvkit.interpret import evaluate, plot_confusion_matrix
     from cvkit.export import export
     import matplotlib; matplotlib.use("Agg")
     builtin = a.data is None
-    a.pretrained = a.pretrained or a.weights is not None
-    source = digits() if builtin else Path(a.data)
-    bundled = a.pretrained and not a.weights and (a.arch == "auto" or a.arch in BUNDLED_WEIGHTS)   # cvkit's CIFAR-10 backbones
-    size = a.size or (32 if builtin or bundled else None)      # the backbone's pretraining resolution
-    epochs = a.epochs or (4 if builtin else 5)
-    # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
-    lr = a.lr or (5e-3 if bundled else 1e-3 if a.pretrained else 1e-2)
+    if a.weights is not None: a.pretrained = True
     csv = {k: v for k, v in (("fn_col", a.fn_col), ("label_col", a.label_col), ("valid_col", a.valid_col)) if v is not None}
     t0 = time.perf_counter()
-    dls = image_dataloaders(source, size=size, valid_pct=a.valid_pct, split=a.split, bs=a.bs, resize_method=a.resize,
-                            normalize="imagenet" if a.pretrained else "data", augment=not a.no_augment,
-                            flip=not (a.no_flip or builtin), seed=a.seed, device=a.device,
-                            label_pattern=a.label_pattern, **csv)
-    arch = a.arch if a.arch != "auto" else (DEFAULT_BACKBONE if a.pretrained and not a.weights else
-                                            "small_resnet" if dls.info.size <= 64 else "resnet18")
-    learn = cv_learner(dls, arch, pretrained=a.pretrained, opt=a.opt, wd=a.wd, label_smoothing=a.label_smoothing,
+    items = read_items(digits() if builtin else Path(a.data), a.label_pattern, **csv)
+    choice = choose_arch(a.arch, a.pretrained, None if builtin else typical_side(items.files), a.size, builtin)
+    print(f"cvkit: {choice.reason}", flush=True)
+    spec = arch_spec(choice.arch)
+    tuned = choice.pretrained
+    epochs = a.epochs or (4 if builtin else 5 if not tuned or spec.small_images else 3)
+    # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
+    lr = a.lr or (1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3)
+    normalize = (list(spec.mean), list(spec.std)) if tuned else "data"
+    dls = image_dataloaders(items, size=choice.size, valid_pct=a.valid_pct, split=a.split, bs=a.bs, resize_method=a.resize,
+                            normalize=normalize, augment=not a.no_augment, flip=not (a.no_flip or builtin), seed=a.seed,
+                            device=a.device)
+    learn = cv_learner(dls, choice.arch, pretrained=tuned, opt=a.opt, wd=a.wd, label_smoothing=a.label_smoothing,
                        precision=a.precision, seed=a.seed, path=a.out, weights=a.weights)
     t1 = time.perf_counter()
-    if a.pretrained: learn.fine_tune(epochs, lr, lr_mult=3 if resolve_arch(arch)[0] == "cvkit" else 100)
+    if tuned: learn.fine_tune(epochs, lr, lr_mult=3 if spec.small_images else 100)
     else: learn.fit_one_cycle(epochs, lr)
     train_s = time.perf_counter() - t1
     ev = evaluate(learn)
     out = Path(a.out)
     export(learn, out)
-    metrics = ev.to_dict() | {"arch": learn.arch_name, "epochs": epochs, "lr": lr, "bs": a.bs, "seed": a.seed,
+    metrics = ev.to_dict() | {"arch": learn.arch_name, "pretrained": tuned, "choice": choice.reason, "epochs": epochs, "lr": lr, "bs": a.bs, "seed": a.seed,
                               "precision": learn.precision.name, "device": str(dls.device),
                               "data_seconds": round(t1 - t0, 2), "train_seconds": round(train_s, 2),
                               "n_train": dls.info.n_train, "n_valid": dls.info.n_valid,

@@ -21,7 +21,8 @@ from .augment import augmentation_transforms
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'VALID_FOLDER_NAMES', 'RESIZE_METHODS', 'Items', 'items_from_folder', 'items_from_csv',
            'items_from_regex', 'resize_image', 'load_image', 'decode_images', 'split_indices', 'TensorImageDataset',
-           'InMemoryDL', 'image_stats', 'DataInfo', 'loader_worker_count', 'image_dataloaders']
+           'InMemoryDL', 'image_stats', 'DataInfo', 'read_items', 'typical_side', 'loader_worker_count',
+           'image_dataloaders', 'set_normalization']
 
 # %% ../nbs/02_data.ipynb #9c1c84fe
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -243,7 +244,7 @@ class DataInfo:
     resize_method:str
     mean:list[float]
     std:list[float]
-    normalize:str                       # "data", "imagenet" or "none"
+    normalize:str                       # "data", "imagenet", "none", or the name of the weights whose statistics are used
     in_memory:bool
     split:str
     n_train:int
@@ -258,7 +259,12 @@ class DataInfo:
         return s + (f"; {len(self.skipped)} file(s) skipped" if self.skipped else "")
 
 # %% ../nbs/02_data.ipynb #0ab92bce
-def _as_items(source, label_pattern=None, **csv_kwargs)->Items:
+def read_items(
+    source,                      # image folder, CSV file, archive (extracted to the cache), DataFrame or `Items`
+    label_pattern:str|None=None, # read labels from file names with this regex instead of folders
+    **csv_kwargs,                # passed to `items_from_csv` (folder, fn_col, label_col, valid_col)
+)->Items:
+    "The labelled files of `source`, whatever its form, before any image is decoded."
     if isinstance(source, Items): return source
     if isinstance(source, pd.DataFrame): return items_from_csv(source, **csv_kwargs)
     p = Path(source)
@@ -286,15 +292,19 @@ def _check_classes(labels:list[str], source:str):
         raise DataError(f"only one class ({classes[0]!r}) in {source}; a classifier needs at least two classes")
 
 # %% ../nbs/02_data.ipynb #8be463e8
-def _auto_size(files:list[Path], n:int=64)->int:
-    "An image size suited to the data: the median side of a sample, rounded to 8 px, between 16 and 224."
+def typical_side(files:list[Path], n:int=64)->int|None:
+    "The median shorter side, in pixels, of up to `n` images spread over `files` (None if none can be read)."
     sides = []
     for f in files[:: max(1, len(files)//n)][:n]:
         try:
             with Image.open(f) as im: sides.append(min(im.size))
         except Exception: pass
-    if not sides: return 64
-    return int(min(224, max(16, round(np.median(sides)/8)*8)))
+    return int(np.median(sides)) if sides else None
+
+def _auto_size(files:list[Path], n:int=64)->int:
+    "An image size suited to the data: the median side of a sample, rounded to 8 px, between 16 and 224."
+    side = typical_side(files, n)
+    return 64 if side is None else int(min(224, max(16, round(side/8)*8)))
 
 def loader_worker_count(workers:int|str, device:torch.device)->int:
     "DataLoader worker processes: `workers` if a number; for 'auto', 0 on a CPU and up to 8 (one core kept free) for a GPU."
@@ -305,6 +315,14 @@ def loader_worker_count(workers:int|str, device:torch.device)->int:
         raise ConfigError(f"loader_workers must be 'auto' or a number >= 0, not {workers!r}")
     return workers
 
+def _normalize_arg(normalize)->tuple[str, tuple]:
+    "(name, (mean, std)) for `image_dataloaders`' `normalize` argument (the statistics are None for 'data')."
+    if isinstance(normalize, (tuple, list)) and len(normalize) == 2 and all(len(v) == 3 for v in normalize):
+        return "given", (list(map(float, normalize[0])), list(map(float, normalize[1])))
+    if normalize == "imagenet": return "imagenet", (list(imagenet_stats[0]), list(imagenet_stats[1]))
+    if normalize in ("data", "none"): return normalize, ([0.]*3, [1.]*3)
+    raise ConfigError(f"normalize must be 'data', 'imagenet', 'none' or (mean, std) with 3 values each, not {normalize!r}")
+
 def image_dataloaders(
     source,                          # image folder, CSV file, archive, DataFrame or `Items`
     size:int|None=None,              # image side after resizing (None: from the data, up to 224)
@@ -312,7 +330,7 @@ def image_dataloaders(
     split:str="auto",                # "auto", "folder", "random" or "stratified"
     bs:int=64,                       # batch size
     resize_method:str="squish",      # "squish", "crop" or "pad"
-    normalize:str="data",            # "data" (stats of the training images), "imagenet" (for pretrained models), "none"
+    normalize:str|tuple="data",      # "data" (stats of the training images), "imagenet", "none", or (mean, std) per channel
     augment=True,                    # training augmentations: True (shifts, flips), False, a preset ("light", "medium", "heavy", "trivial", ...), an `Augmentation` or a list of batch transforms
     flip:bool=True,                  # allow flips (False for digits or text: no preset then flips)
     in_memory:bool|str="auto",       # hold decoded images in memory: True, False, or "auto" (if they fit in `max_memory_mb`)
@@ -326,9 +344,9 @@ def image_dataloaders(
 )->DataLoaders:
     "Build fastai `DataLoaders` for image classification from `source`, checking every image first."
     if resize_method not in RESIZE_METHODS: raise ConfigError(f"resize_method must be one of {RESIZE_METHODS}, not {resize_method!r}")
-    if normalize not in ("data", "imagenet", "none"): raise ConfigError(f"normalize must be data, imagenet or none, not {normalize!r}")
+    normalize, given = _normalize_arg(normalize)
     if bs < 1: raise ConfigError(f"batch size must be at least 1, not {bs}")
-    items = _as_items(source, label_pattern, **csv_kwargs)
+    items = read_items(source, label_pattern, **csv_kwargs)
     _check_classes(items.labels, items.source)
     size = int(size or _auto_size(items.files))
     if size < 8: raise ConfigError(f"image size must be at least 8 px, not {size}")
@@ -356,10 +374,10 @@ def image_dataloaders(
     if in_memory:
         x = torch.from_numpy(np.stack([arrays[i] for i in keep])).permute(0, 3, 1, 2).contiguous()
         del arrays
-        mean, std = image_stats(x[train_idx]) if normalize == "data" else (list(imagenet_stats[0]), list(imagenet_stats[1]))
+        mean, std = image_stats(x[train_idx]) if normalize == "data" else given
     else:
         mean, std = (_stats_from_files([items.files[keep[i]] for i in train_idx[:500]], size, resize_method)
-                     if normalize == "data" else (list(imagenet_stats[0]), list(imagenet_stats[1])))
+                     if normalize == "data" else given)
         del arrays
     norm = [Normalize.from_stats(mean, std, cuda=False)] if normalize != "none" else []
     if in_memory:
@@ -388,3 +406,25 @@ def _stats_from_files(files, size, method):
     arrays, _ = decode_images(files, size, method)
     x = torch.from_numpy(np.stack([a for a in arrays if a is not None])).permute(0, 3, 1, 2)
     return image_stats(x)
+
+# %% ../nbs/02_data.ipynb #68c8c88e
+def set_normalization(
+    dls:DataLoaders,             # from `image_dataloaders`
+    mean:list|tuple,             # per-channel mean of 0-1 pixels
+    std:list|tuple,              # per-channel standard deviation
+    name:str="given",            # what the statistics are (recorded in `dls.info.normalize`): "imagenet", an architecture, ...
+)->DataLoaders:
+    "Normalise every batch of `dls` with `mean` and `std` from now on; update `dls.info` to match."
+    mean, std = [float(v) for v in mean], [float(v) for v in std]
+    for dl in dls.loaders:
+        norms = [t for t in dl.after_batch.fs if isinstance(t, Normalize)]
+        if not norms:                                   # data built with normalize="none"
+            t = Normalize.from_stats(mean, std, cuda=False)
+            t.mean, t.std = t.mean.to(dls.device), t.std.to(dls.device)
+            dl.after_batch.add(t)
+        for t in norms:
+            t.mean = torch.tensor(mean, dtype=t.mean.dtype, device=t.mean.device).view(t.mean.shape)
+            t.std = torch.tensor(std, dtype=t.std.dtype, device=t.std.device).view(t.std.shape)
+    info = getattr(dls, "info", None)
+    if info is not None: info.mean, info.std, info.normalize = mean, std, name
+    return dls

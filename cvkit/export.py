@@ -14,7 +14,7 @@ from safetensors.torch import save as save_safetensors, load_file
 from fastai.vision.all import Learner, create_vision_model, create_timm_model
 import cvkit
 from .core import *
-from .models import resolve_arch
+from .models import arch_spec
 from .data import load_image, resize_image
 
 # %% auto #0
@@ -32,8 +32,9 @@ def export(learn:Learner, out:str|Path)->Path:
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     with atomic_write(out/WEIGHTS_FILE) as f: f.write(save_safetensors(state))
     meta = {"format_version": FORMAT_VERSION, "cvkit_version": cvkit.__version__,
-            "arch": learn.arch_name, "arch_kwargs": learn.arch_kwargs, "kind": resolve_arch(learn.arch_name)[0],
+            "arch": learn.arch_name, "arch_kwargs": learn.arch_kwargs, "family": arch_spec(learn.arch_name).family,
             "classes": list(learn.dls.vocab), "pretrained": bool(getattr(learn, "pretrained", False)),
+            "weights": arch_spec(learn.arch_name).weights if getattr(learn, "pretrained", False) else None,
             "size": info.size, "resize_method": info.resize_method,
             "normalize": info.normalize, "mean": info.mean, "std": info.std,
             "preprocessing": f"convert to RGB; resize to {info.size}x{info.size} ({info.resize_method}); scale pixels "
@@ -47,11 +48,11 @@ save_model = export   # the same, by the name the tutorials use
 # %% ../nbs/08_export.ipynb #6fef9843
 def build_model(meta:dict)->torch.nn.Module:
     "The untrained architecture described by a `model.json` dictionary."
-    kind, fn = resolve_arch(meta["arch"])
+    spec = arch_spec(meta["arch"])
     n_out, kw = len(meta["classes"]), dict(meta.get("arch_kwargs", {}))
-    if kind == "cvkit": return fn(n_out, **kw)
-    if kind == "timm": return create_timm_model(fn, n_out, pretrained=False, **kw)[0]
-    return create_vision_model(fn, n_out, pretrained=False, **kw)
+    if spec.family == "cvkit": return spec.builder(n_out, **kw)
+    if spec.family == "timm": return create_timm_model(spec.builder, n_out, pretrained=False, **kw)[0]
+    return create_vision_model(spec.builder, n_out, pretrained=False, **kw)
 
 @dataclass
 class Prediction:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_learner.ipynb #52ab3378
 from __future__ import annotations
-import os, sys, time, socket, random, inspect
+import sys, time, random, inspect
 from pathlib import Path
 import torch
 from torch import nn
@@ -12,13 +12,13 @@ from fastai.vision.all import (Learner, vision_learner, accuracy, Adam, SGD, Cro
     LabelSmoothingCrossEntropyFlat, Callback, SaveModelCallback, EarlyStoppingCallback, ProgressCallback,
     MixedPrecision, ChannelsLast, noop, IN_NOTEBOOK, DataLoaders, params, AvgSmoothLoss, TensorImage)
 from .core import *
-from .models import resolve_arch, BUNDLED_WEIGHTS, bundled_weights_file, load_backbone, body_groups, PatchWhitening
-from .data import TensorImageDataset
+from .models import ArchSpec, arch_spec, pretrained_state_dict, load_backbone, body_groups, PatchWhitening, IMAGENET_MEAN, IMAGENET_STD
+from .data import TensorImageDataset, set_normalization
 
 # %% auto #0
 __all__ = ['WHITEN_IMAGES', 'EpochLogger', 'use_plain_logging', 'apply_precision', 'ChannelsLastBatches', 'DeviceSmoothLoss',
-           'DeviceMetrics', 'CompileTimer', 'compile_model', 'load_state_dict_file', 'resolve_pretrained',
-           'reseed_dataloaders', 'whitening_images', 'init_whitening', 'cv_learner', 'show_frozen']
+           'DeviceMetrics', 'CompileTimer', 'compile_model', 'match_normalization', 'reseed_dataloaders',
+           'whitening_images', 'init_whitening', 'cv_learner', 'show_frozen']
 
 # %% ../nbs/05_learner.ipynb #a971012c
 class EpochLogger(Callback):
@@ -128,82 +128,6 @@ def compile_model(learn:Learner, options:bool|str|dict=True)->Learner:
     learn.add_cb(CompileTimer())
     return learn
 
-# %% ../nbs/05_learner.ipynb #ae8f1c71
-def _reachable(host:str, port:int=443, timeout:float=2.0)->bool:
-    "Whether a TCP connection to `host` opens within `timeout` seconds (never, with `CVKIT_OFFLINE=1`)."
-    if os.environ.get("CVKIT_OFFLINE", "").lower() in ("1", "true", "yes"): return False
-    if host == "huggingface.co" and os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"): return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout): return True
-    except OSError: return False
-
-def load_state_dict_file(path:str|Path)->dict:
-    "Read a state dict from `.safetensors`, or `.pth`/`.pt`/`.bin` with `weights_only=True` (no code runs)."
-    path = Path(path)
-    if not path.is_file(): raise WeightsError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try: return load_file(str(path))
-        except Exception as e: raise WeightsError(f"{path}: not a valid safetensors file ({e})") from e
-    if path.suffix not in (".pth", ".pt", ".bin"):
-        raise WeightsError(f"{path}: unknown weights format; give a .safetensors, .pth, .pt or .bin state dict")
-    try: sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path}: refused: it is not a plain state dict of tensors (loading it would need to "
-                           f"unpickle arbitrary objects, which can run code): {str(e).splitlines()[0]}") from e
-    for key in ("state_dict", "model", "state_dict_ema"):          # common checkpoint wrappers
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict): sd = sd[key]; break
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise WeightsError(f"{path}: does not hold a state dict (name -> tensor)")
-    return sd
-
-# %% ../nbs/05_learner.ipynb #2fd34a1a
-def _timm_cached_file(name:str)->Path|None:
-    "The cached weights file of timm model `name`, if the Hugging Face or torch hub cache has it."
-    import timm
-    cfg = timm.models.get_pretrained_cfg(name) or {}
-    cfg = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    if cfg.get("hf_hub_id"):
-        from huggingface_hub import try_to_load_from_cache
-        repo = cfg["hf_hub_id"].split("@")[0]
-        for fn in (cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-            if fn and isinstance(hit := try_to_load_from_cache(repo, fn), str): return Path(hit)
-    if cfg.get("url"):
-        f = Path(torch.hub.get_dir())/"checkpoints"/Path(cfg["url"]).name
-        if f.exists(): return f
-    return None
-
-def _torchvision_cached_file(name:str)->Path|None:
-    import torchvision.models as tvm
-    f = Path(torch.hub.get_dir())/"checkpoints"/Path(tvm.get_model_weights(name).DEFAULT.url).name
-    return f if f.exists() else None
-
-def _offline_help(arch:str, kind:str)->str:
-    fetch = (f"python -c \"import timm; timm.create_model('{arch}', pretrained=True)\"" if kind == "timm" else
-             f"python -c \"import torchvision; torchvision.models.get_model('{arch}', weights='DEFAULT')\"")
-    cache = "~/.cache/huggingface (or $HF_HOME)" if kind == "timm" else "~/.cache/torch/hub/checkpoints (or $TORCH_HOME)"
-    return (f"pretrained weights for {arch!r} are not in the local cache and this machine is offline. Either "
-            f"(1) pass weights=PATH (CLI: --weights PATH) with a .safetensors or .pth state dict of {arch}; "
-            f"(2) on a connected machine run  {fetch}  and copy {cache} here; "
-            f"or (3) train from scratch (pretrained=False).")
-
-def resolve_pretrained(
-    arch:str,                    # a torchvision or timm model name
-    weights:str|Path|None=None,  # an explicit weights file
-)->dict|None:
-    "The state dict to start `arch` from (None: let the library download it); `WeightsError` when impossible offline."
-    kind, _ = resolve_arch(arch)
-    if weights is not None: return load_state_dict_file(weights)
-    if kind == "cvkit":
-        if arch in BUNDLED_WEIGHTS: return load_state_dict_file(bundled_weights_file(arch))
-        raise WeightsError(f"{arch} is a cvkit model and has no pretrained weights (bundled: "
-                           f"{', '.join(BUNDLED_WEIGHTS)}); use pretrained=False or weights=PATH")
-    if kind == "module": raise WeightsError("pretrained weights need an architecture name; load them into your module yourself")
-    cached = _timm_cached_file(arch) if kind == "timm" else _torchvision_cached_file(arch)
-    if cached is not None: return load_state_dict_file(cached)
-    if _reachable("huggingface.co" if kind == "timm" else "download.pytorch.org"): return None
-    raise WeightsError(_offline_help(arch, kind))
-
 # %% ../nbs/05_learner.ipynb #ae732626
 def _with_state_dict(fn, state_dict:dict):
     "Wrap torchvision constructor `fn` so it builds the model and loads `state_dict` (keeping fastai's metadata)."
@@ -214,6 +138,22 @@ def _with_state_dict(fn, state_dict:dict):
         return m
     model_meta[make] = model_meta.get(fn, _default_meta)
     return make
+
+# %% ../nbs/05_learner.ipynb #1aa81ca7
+def match_normalization(dls:DataLoaders, spec:ArchSpec)->bool:
+    "Normalise `dls` with the statistics `spec`'s weights were trained with; return whether anything changed."
+    info = getattr(dls, "info", None)
+    if info is None:
+        log.warning(f"these DataLoaders carry no DataInfo: make sure they normalise with mean {spec.mean}, std {spec.std}")
+        return False
+    name = "imagenet" if (spec.mean, spec.std) == (IMAGENET_MEAN, IMAGENET_STD) else spec.name
+    if info.normalize != "none" and all(abs(a - b) < 1e-6 for a, b in zip([*info.mean, *info.std], [*spec.mean, *spec.std])):
+        if info.normalize == "given": info.normalize = name             # statistics passed as numbers: name them
+        return False
+    set_normalization(dls, spec.mean, spec.std, name)
+    log.info(f"normalising with the statistics {spec.name}'s weights were trained with (mean {', '.join(f'{v:g}' for v in spec.mean)}; "
+             f"std {', '.join(f'{v:g}' for v in spec.std)})")
+    return True
 
 # %% ../nbs/05_learner.ipynb #8ab16ca4
 def reseed_dataloaders(dls:DataLoaders, seed:int|None):
@@ -248,8 +188,8 @@ def init_whitening(model:nn.Module, dls:DataLoaders, n:int=WHITEN_IMAGES)->int:
 # %% ../nbs/05_learner.ipynb #f756bc6b
 def cv_learner(
     dls:DataLoaders,                 # from `image_dataloaders`
-    arch:str|nn.Module="small_resnet", # cvkit, torchvision or timm model name (or a ready nn.Module)
-    pretrained:bool=False,           # start from ImageNet weights (torchvision/timm names)
+    arch:str|ArchSpec|nn.Module="small_resnet", # a registered name (`list_archs()`), any torchvision or timm name, an `ArchSpec` or a ready nn.Module
+    pretrained:bool=False,           # start from the architecture's pretrained weights (the data is normalised to match them)
     opt:str="adam",                  # "adam" (AdamW-style decoupled weight decay) or "sgd" (momentum 0.9)
     wd:float|None=None,              # weight decay (None: fastai's default, 0.01)
     label_smoothing:float=0.0,       # spread this much target probability over the other classes
@@ -270,21 +210,22 @@ def cv_learner(
     "A fastai `Learner` for `dls` and the architecture `arch`, with device precision and optional callbacks."
     seed_everything(seed)
     reseed_dataloaders(dls, seed)
-    kind, fn = resolve_arch(arch)
+    spec = None if isinstance(arch, nn.Module) else arch_spec(arch)
     n_out = len(dls.vocab)
     if opt not in ("adam", "sgd"): raise ConfigError(f"opt must be adam or sgd, not {opt!r}")
     opt_func = Adam if opt == "adam" else (lambda params, lr, **kw: SGD(params, lr, mom=0.9, **kw))
     loss = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat()
     metrics = [accuracy] if metrics is None else metrics
     common = dict(loss_func=loss, opt_func=opt_func, metrics=metrics, path=path, wd=wd)
-    info = getattr(dls, "info", None)
     pretrained = pretrained or weights is not None
     state_dict = None
     if pretrained:
-        state_dict = resolve_pretrained(arch, weights)
-        if info is not None and info.normalize != "imagenet":
-            log.warning("pretrained weights expect ImageNet normalisation; build the data with normalize='imagenet'")
-    if kind == "cvkit":
+        if spec is None: raise WeightsError("pretrained weights need an architecture name; load them into your module yourself")
+        state_dict = pretrained_state_dict(spec, weights)
+        match_normalization(dls, spec)
+    if spec is None: learn = Learner(dls, arch, **common)
+    elif spec.family == "cvkit":
+        fn = spec.builder
         if dropout is not None: arch_kwargs["dropout"] = dropout
         if pretrained and "head" in inspect.signature(fn).parameters: arch_kwargs.setdefault("head", "concat")
         model = fn(n_out, **arch_kwargs)
@@ -292,19 +233,18 @@ def cv_learner(
         elif init_whitening(model, dls, whiten_images): reseed_dataloaders(dls, seed)   # reading batches moved the shuffling
         learn = Learner(dls, model, splitter=lambda m: [params(g) for g in body_groups(m)], **common)
         if pretrained: learn.freeze()
-    elif kind == "module":
-        learn = Learner(dls, fn, **common)
     else:
-        extra = {} if dropout is None else {"ps": dropout}
-        if state_dict is not None and kind == "timm": extra["pretrained_cfg_overlay"] = dict(state_dict=state_dict)
-        if state_dict is not None and kind == "torchvision": fn = _with_state_dict(fn, state_dict)
+        fn, extra = spec.builder, {} if dropout is None else {"ps": dropout}
+        if spec.splitter is not None: extra["splitter"] = spec.splitter
+        if state_dict is not None and spec.family == "timm": extra["pretrained_cfg_overlay"] = dict(state_dict=state_dict)
+        if state_dict is not None and spec.family == "torchvision": fn = _with_state_dict(fn, state_dict)
         try:
             learn = vision_learner(dls, fn, pretrained=pretrained, normalize=False, **common, **extra, **arch_kwargs)
         except RuntimeError as e:
             if state_dict is not None and "state_dict" in str(e):
-                raise WeightsError(f"the weights do not fit {arch}: {str(e).splitlines()[0]}") from e
+                raise WeightsError(f"the weights do not fit {spec.name}: {str(e).splitlines()[0]}") from e
             raise
-    learn.arch_name = arch if isinstance(arch, str) else type(arch).__name__
+    learn.arch_name, learn.arch_spec = (spec.name, spec) if spec is not None else (type(arch).__name__, None)
     learn.arch_kwargs = dict(arch_kwargs)
     learn.pretrained = pretrained
     apply_precision(learn, precision)

@@ -14,7 +14,7 @@ from .datasets import extract_archive
 from .data import image_dataloaders
 from .learner import cv_learner
 from .interpret import evaluate
-from .models import BUNDLED_WEIGHTS, bundled_weights_file, cifar_resnet, cifar_speednet
+from .models import bundled_weights_file, cifar_resnet, cifar_speednet
 from .recipes import SpeedRecipe, speed_dataloaders, speed_run
 
 # %% auto #0
@@ -68,7 +68,7 @@ def save_bundled(arch:str, state:dict, figures:dict, per_class, out:str|Path|Non
     out.mkdir(parents=True, exist_ok=True)
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in state.items()}
-    f = out/BUNDLED_WEIGHTS[arch]
+    f = out/bundled_weights_file(arch).name
     with atomic_write(f) as fh: fh.write(save_safetensors(state, metadata={k: str(v) for k, v in figures.items()}))
     with atomic_write(out/f"{arch}.md", "w") as fh: fh.write(model_card(arch, figures, per_class))
     return f

