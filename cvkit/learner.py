@@ -17,8 +17,9 @@ from .data import TensorImageDataset, set_normalization
 
 # %% auto #0
 __all__ = ['WHITEN_IMAGES', 'EpochLogger', 'use_plain_logging', 'apply_precision', 'ChannelsLastBatches', 'DeviceSmoothLoss',
-           'DeviceMetrics', 'CompileTimer', 'compile_model', 'match_normalization', 'reseed_dataloaders',
-           'whitening_images', 'init_whitening', 'cv_learner', 'show_frozen']
+           'DeviceMetrics', 'CompileTimer', 'compile_model', 'match_normalization', 'body_modules',
+           'KeepBatchNormStats', 'reseed_dataloaders', 'whitening_images', 'init_whitening', 'cv_learner',
+           'show_frozen']
 
 # %% ../nbs/05_learner.ipynb #a971012c
 class EpochLogger(Callback):
@@ -155,6 +156,21 @@ def match_normalization(dls:DataLoaders, spec:ArchSpec)->bool:
              f"std {', '.join(f'{v:g}' for v in spec.std)})")
     return True
 
+# %% ../nbs/05_learner.ipynb #264607b1
+def body_modules(model:nn.Module)->nn.Module:
+    "The body of a cvkit or fastai-built model: everything before the head."
+    from cvkit.models import head_start
+    if isinstance(model, nn.Sequential) and len(model) == 2 and not isinstance(model[0], (nn.BatchNorm2d, nn.Conv2d)):
+        return model[0]                                          # fastai's vision_learner: (body, head)
+    return model[:head_start(model)]
+
+class KeepBatchNormStats(Callback):
+    "Keep the batch norms of the model's body in evaluation mode while training: they normalise with their pretrained statistics."
+    order = 1                                                    # after fastai's TrainEvalCallback puts the model in training mode
+    def before_train(self):
+        for m in body_modules(self.learn.model).modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+
 # %% ../nbs/05_learner.ipynb #8ab16ca4
 def reseed_dataloaders(dls:DataLoaders, seed:int|None):
     "Reset the shuffling generator of every DataLoader in `dls` from `seed` (None: leave them)."
@@ -205,6 +221,7 @@ def cv_learner(
     seed:int|None=42,                # seed for the initial weights
     compile:bool|str|dict=False,     # `torch.compile` the model (True, a mode such as "max-autotune", or its kwargs)
     whiten_images:int=WHITEN_IMAGES, # training images that set a whitening layer (`speed_net`) when training from scratch
+    keep_bn_stats:bool|None=None,    # keep the pretrained body's batch-norm statistics (None: for ImageNet weights, not for the small CIFAR-10 backbones)
     **arch_kwargs,                   # passed to the architecture (e.g. widths, batchnorm)
 )->Learner:
     "A fastai `Learner` for `dls` and the architecture `arch`, with device precision and optional callbacks."
@@ -218,6 +235,8 @@ def cv_learner(
     metrics = [accuracy] if metrics is None else metrics
     common = dict(loss_func=loss, opt_func=opt_func, metrics=metrics, path=path, wd=wd)
     pretrained = pretrained or weights is not None
+    if keep_bn_stats is None: keep_bn_stats = pretrained and spec is not None and not spec.small_images
+    common["train_bn"] = not keep_bn_stats                      # frozen body: batch norms frozen too, no backward through it
     state_dict = None
     if pretrained:
         if spec is None: raise WeightsError("pretrained weights need an architecture name; load them into your module yourself")
@@ -247,6 +266,7 @@ def cv_learner(
     learn.arch_name, learn.arch_spec = (spec.name, spec) if spec is not None else (type(arch).__name__, None)
     learn.arch_kwargs = dict(arch_kwargs)
     learn.pretrained = pretrained
+    if keep_bn_stats: learn.add_cb(KeepBatchNormStats())
     apply_precision(learn, precision)
     if channels_last: learn.add_cb(ChannelsLastBatches())
     learn.add_cb(DeviceMetrics())
