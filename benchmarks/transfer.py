@@ -1,103 +1,148 @@
-"""Transfer-learning benchmark: ants vs bees, cvkit's bundled CIFAR-10 backbones fine-tuned vs the same networks from scratch.
+"""Transfer-learning benchmark: ants vs bees, ImageNet fine-tuning against training from scratch, the bundled
+CIFAR-10 backbones and plain fastai, side by side in one run, offline.
 
-Data: ../shared/data/hymenoptera.tar (245 training images, one of them a stray "image not found" GIF that
-decodes like any picture; 153 validation photos). For each bundled backbone (`cifar_resnet`, `cifar_speednet`)
-every run uses the same architecture, image size, batch size, augmentation, label smoothing and number of
-epochs. The set-ups:
+Data: ../shared/data/hymenoptera.tar (245 training photos, one of them a stray "image not found" GIF that
+decodes like any picture; 153 validation photos; the archive's own train/val split). For each seed, every
+set-up trains for the same total number of epochs:
 
-- from scratch, with the architecture's own head (global max-pool → linear) and with the head that is
-  fine-tuned (avg+max pool → batch-norm → dropout 0.5 → linear), each at learning rates 1e-2 and 3e-3
-  (`cv_learner` sets a whitening layer from the training images, as for any network trained from scratch);
-- fine-tuned: the bundled CIFAR-10 weights, `fine_tune` (one epoch with the body frozen, then every layer,
-  discriminative learning rates 3× apart), at learning rates 5e-3 and 2e-3.
+- **cvkit fine-tuned**: `cvkit train DATA` with no flags (its choice for photos: efficientnet_lite0 from the
+  ImageNet weights that ship with cvkit; one epoch with the body frozen, then the rest unfrozen);
+- **cvkit from scratch**: `cvkit train DATA --scratch`, the same network, size and data, without the weights;
+- **cifar_resnet / cifar_speednet fine-tuned**: `cvkit train DATA --arch NAME --pretrained`, the bundled
+  CIFAR-10 backbones at their 32 px;
+- **plain fastai**: `ImageDataLoaders.from_folder` (`Resize(224)`, default `aug_transforms`, batch size 64)
+  + `vision_learner` over the same timm model with the same weights (normalised with the weights' own
+  statistics, 0.5/0.5) + `fine_tune`, fastai's defaults otherwise.
 
-With 153 validation images one image is 0.65 points and one seed's result varies by several points, so each
-set-up runs with several seeds and the gap is taken between means: the best fine-tuned set-up against the
-best from-scratch set-up (four chances for scratch, two for fine-tuning: the comparison leans towards
-scratch). It is reported per architecture and across both. Everything runs offline.
+Wall time is each whole run: reading and decoding the images, training, evaluating (and for cvkit writing
+the model), so the data paths are part of the comparison. With 153 validation images one image is 0.65
+points; the figures are means ± standard deviations over the seeds. Everything runs offline.
 
-    python benchmarks/transfer.py [--arch cifar_resnet cifar_speednet] [--size 32] [--epochs 8] [--seeds 42 1 2 3 4] [--json benchmarks/results/transfer-cpu.json]
+    python benchmarks/transfer.py [--seeds 42 1 2] [--epochs N] [--json benchmarks/results/transfer-cpu.json]
 """
-import argparse, inspect, json, time, warnings, statistics, datetime
+import argparse, contextlib, datetime, io, json, os, statistics, sys, tempfile, time, warnings
 warnings.filterwarnings("ignore")
+os.environ.setdefault("CVKIT_OFFLINE", "1")
 from pathlib import Path
 import torch
-from cvkit.core import log, device_name
-from cvkit.data import image_dataloaders
-from cvkit.learner import cv_learner, EpochLogger
-from cvkit.models import BUNDLED_WEIGHTS, resolve_arch
-from cvkit.interpret import evaluate
+from cvkit.core import log, device_name, default_device
+from cvkit.datasets import extract_archive
+from cvkit.data import VALID_FOLDER_NAMES
+from cvkit.models import arch_spec, pretrained_state_dict
+from cvkit.cli import main as cvkit_main
 
 DATA = Path(__file__).resolve().parents[2]/"shared"/"data"/"hymenoptera.tar"
-SCRATCH_LRS, FINETUNE_LRS = (1e-2, 3e-3), (5e-3, 2e-3)
+CIFAR_BACKBONES = ("cifar_resnet", "cifar_speednet")
 
-def setups(arch:str)->dict:
-    "name: (pretrained, head, lr). Scratch gets two heads × two rates, fine-tuning two rates; the best of each counts."
-    default_head = inspect.signature(resolve_arch(arch)[1]).parameters["head"].default
-    out = {}
-    for head in (default_head, "concat"):
-        for lr in SCRATCH_LRS: out[f"scratch, {head} head, lr {lr:g}"] = (False, head, lr)
-    for lr in FINETUNE_LRS: out[f"fine-tuned, lr {lr:g}"] = (True, "concat", lr)
-    return out
 
-def run(arch:str, setup:tuple, dls, a, seed:int)->float:
-    pretrained, head, lr = setup
-    learn = cv_learner(dls, arch, pretrained=pretrained, head=head, label_smoothing=0.1, seed=seed, plain_logging=True)
-    learn.remove_cb(EpochLogger)
-    if pretrained: learn.fine_tune(a.epochs - 1, lr, freeze_epochs=1, lr_mult=3)   # 1 frozen + the rest
-    else: learn.fit_one_cycle(a.epochs, lr)
-    return evaluate(learn).accuracy
+def cvkit_run(args:list, out:Path)->tuple[dict, float]:
+    "Run `cvkit train` in this process; return its metrics.json and the wall time."
+    t0 = time.perf_counter()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cvkit_main(["train", *map(str, args), "--out", str(out)])
+    secs = time.perf_counter() - t0
+    if rc != 0: raise SystemExit(f"cvkit train {' '.join(map(str, args))} failed with exit code {rc}\n{buf.getvalue()}")
+    m = json.loads((out/"metrics.json").read_text())
+    m["printed"] = buf.getvalue()
+    return m, secs
+
+
+def fastai_run(root:Path, arch:str, size:int, epochs:int, seed:int)->tuple[float, float]:
+    "Plain fastai: from_folder + default aug_transforms + vision_learner + fine_tune; return (accuracy, seconds)."
+    from fastai.vision.all import (ImageDataLoaders, Resize, aug_transforms, Normalize, vision_learner, accuracy,
+                                   set_seed)
+    spec = arch_spec(arch)
+    valid = next(n for n in VALID_FOLDER_NAMES if (root/n).is_dir())
+    t0 = time.perf_counter()
+    set_seed(seed, reproducible=True)
+    dls = ImageDataLoaders.from_folder(root, train="train", valid=valid, item_tfms=Resize(size), seed=seed,
+                                       batch_tfms=[*aug_transforms(size=size), Normalize.from_stats(spec.mean, spec.std)])
+    sd = pretrained_state_dict(arch)                     # the same ImageNet weights, in timm's names
+    learn = vision_learner(dls, arch, pretrained=True, normalize=False, metrics=accuracy,
+                           pretrained_cfg_overlay=dict(state_dict=sd))
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(epochs)
+    with learn.no_bar(), learn.no_logging(): acc = float(learn.validate()[1])
+    return acc, time.perf_counter() - t0
+
+
+def stats(v:list)->tuple[float, float]: return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", nargs="+", default=sorted(BUNDLED_WEIGHTS), choices=sorted(BUNDLED_WEIGHTS),
-                    help="the bundled backbones to compare (default: all)")
-    ap.add_argument("--size", type=int, default=32, help="image size (32: the backbones' pretraining resolution; default)")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
-    ap.add_argument("--data", default=str(DATA), help="the hymenoptera archive or folder")
+    ap.add_argument("--data", default=str(DATA), help="the hymenoptera archive or folder (train/ and val/ class folders)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="total epochs of every set-up (default: what `cvkit train` does with no flags)")
+    ap.add_argument("--arch", default="auto", help="cvkit's fine-tuned network (default auto: `cvkit train`'s own choice)")
+    ap.add_argument("--size", type=int, default=None, help="image size of the cvkit runs (default: cvkit train's choice)")
+    ap.add_argument("--fastai-size", type=int, default=224, help="plain fastai's image size (default 224)")
+    ap.add_argument("--skip-fastai", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if not Path(a.data).exists(): raise SystemExit(f"this benchmark needs {a.data} (../shared/data/hymenoptera.tar)")
     log.setLevel("WARNING")
-    print(f"ants vs bees at {a.size}px, {', '.join(a.arch)}, {a.epochs} epochs, batch size {a.bs}, seeds {a.seeds}")
-    runs = {(arch, s): setup for arch in a.arch for s, setup in setups(arch).items()}
-    accs, secs, dev = {k: [] for k in runs}, {k: 0.0 for k in runs}, None
-    for seed in a.seeds:
-        dls = image_dataloaders(a.data, size=a.size, bs=a.bs, seed=seed, normalize="imagenet")
-        dev = device_name(dls.device)
-        for k, setup in runs.items():
-            t0 = time.perf_counter(); accs[k].append(run(k[0], setup, dls, a, seed)); secs[k] += time.perf_counter() - t0
-        print(f"seed {seed:3d}: " + ", ".join(f"{arch} {s} {accs[arch, s][-1]:.2%}" for arch, s in runs), flush=True)
-    mean = {k: statistics.mean(v) for k, v in accs.items()}
-    sd = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in accs.items()}
-    best = lambda keys: max(keys, key=mean.get)
-    out = {}
-    for arch in a.arch:
-        keys = [k for k in runs if k[0] == arch]
-        w = max(len(s) for _, s in keys)
-        print(f"\n{arch:{w}s} {'mean':>7s} {'std':>6s} {'s/run':>6s}")
-        for k in keys: print(f"{k[1]:{w}s} {mean[k]:7.2%} {sd[k]:6.2%} {secs[k]/len(a.seeds):6.1f}")
-        bs_, bt = best([k for k in keys if not runs[k][0]]), best([k for k in keys if runs[k][0]])
-        gap = 100*(mean[bt] - mean[bs_])
-        print(f"gap: best fine-tuned ({bt[1]}) {mean[bt]:.2%} vs best from scratch ({bs_[1]}) {mean[bs_]:.2%}: "
-              f"{gap:+.1f} points")
-        out[arch] = {"setups": {s: {"pretrained": p, "head": h, "lr": lr, "accuracies": accs[arch, s], "mean": mean[arch, s],
-                                    "std": sd[arch, s], "seconds_per_run": secs[arch, s]/len(a.seeds)}
-                                for (ar, s), (p, h, lr) in runs.items() if ar == arch},
-                     "best_scratch": bs_[1], "best_fine_tuned": bt[1], "gap_points": gap}
-    bs_, bt = best([k for k in runs if not runs[k][0]]), best([k for k in runs if runs[k][0]])
-    overall = 100*(mean[bt] - mean[bs_])
-    if len(a.arch) > 1:
-        print(f"\nacross architectures: best fine-tuned ({' '.join(bt)}) {mean[bt]:.2%} vs best from scratch "
-              f"({' '.join(bs_)}) {mean[bs_]:.2%}: {overall:+.1f} points (means of {len(a.seeds)} seeds)")
+    data = Path(a.data)
+    root = extract_archive(data) if data.is_file() else data
+    print(f"ants vs bees ({root}), seeds {a.seeds}, offline, {device_name(default_device(None))}", flush=True)
+    extra = ([] if a.arch == "auto" else ["--arch", a.arch, "--pretrained"]) + ([] if a.size is None else ["--size", a.size])
+    accs, secs, train_secs = {}, {}, {}
+    def record(name, acc, s, ts=None):
+        accs.setdefault(name, []).append(acc); secs.setdefault(name, []).append(s)
+        if ts is not None: train_secs.setdefault(name, []).append(ts)
+    total, arch, size = a.epochs, None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in a.seeds:
+            out = Path(tmp)/f"s{seed}"
+            ft_args = [a.data, "--seed", seed, *extra] + ([] if total is None else ["--epochs", total - 1])
+            m, s = cvkit_run(ft_args, out/"ft")
+            if total is None: total = m["epochs"] + 1           # fine_tune: one frozen epoch, then m["epochs"]
+            arch, size, choice = m["arch"], json.loads((out/"ft"/"cvkit.json").read_text())["size"], m["choice"]
+            name_ft = f"cvkit fine-tuned ({arch}, {size} px)"
+            record(name_ft, m["accuracy"], s, m["train_seconds"])
+            scratch_args = [a.data, "--seed", seed, "--scratch", "--epochs", total, "--arch", arch, "--size", size]
+            m, s = cvkit_run(scratch_args, out/"scratch")
+            record(f"cvkit from scratch ({arch}, {size} px)", m["accuracy"], s, m["train_seconds"])
+            for b in CIFAR_BACKBONES:
+                m, s = cvkit_run([a.data, "--seed", seed, "--arch", b, "--pretrained", "--epochs", total - 1], out/b)
+                record(f"cvkit fine-tuned {b} (32 px)", m["accuracy"], s, m["train_seconds"])
+            if not a.skip_fastai:
+                acc, s = fastai_run(root, arch, a.fastai_size, total - 1, seed)
+                record(f"plain fastai fine_tune ({arch}, {a.fastai_size} px)", acc, s)
+            print(f"seed {seed:3d}: " + ", ".join(f"{n} {v[-1]:.2%}" for n, v in accs.items()), flush=True)
+    mean = {n: stats(v) for n, v in accs.items()}
+    wall = {n: statistics.mean(v) for n, v in secs.items()}
+    w = max(map(len, accs))
+    print(f"\ncvkit's choice: {choice}")
+    print(f"every set-up: {total} epochs in all; means of {len(a.seeds)} seeds\n")
+    print(f"{'set-up':{w}s} {'accuracy':>17s} {'s/run':>7s}")
+    for n in accs: print(f"{n:{w}s} {mean[n][0]:8.2%} ± {mean[n][1]:5.2%} {wall[n]:7.1f}")
+    names = list(accs)
+    ft, scratch = names[0], names[1]
+    cifar = [n for n in names if "cifar_" in n]
+    best_cifar = max(cifar, key=lambda n: mean[n][0])
+    gaps = {"fine_tuned_minus_scratch_points": 100*(mean[ft][0] - mean[scratch][0]),
+            "fine_tuned_minus_best_cifar_points": 100*(mean[ft][0] - mean[best_cifar][0])}
+    print(f"\nfine-tuned vs from scratch: {gaps['fine_tuned_minus_scratch_points']:+.1f} points")
+    print(f"fine-tuned vs the best CIFAR-10 backbone ({best_cifar}): {gaps['fine_tuned_minus_best_cifar_points']:+.1f} points")
+    fastai = next((n for n in names if n.startswith("plain fastai")), None)
+    if fastai is not None:
+        gaps["cvkit_minus_fastai_points"] = 100*(mean[ft][0] - mean[fastai][0])
+        gaps["cvkit_over_fastai_time"] = wall[ft]/wall[fastai]
+        print(f"cvkit vs plain fastai at {total} epochs: {gaps['cvkit_minus_fastai_points']:+.1f} points, "
+              f"wall time ratio {gaps['cvkit_over_fastai_time']:.2f} ({wall[ft]:.1f} s vs {wall[fastai]:.1f} s per run)")
     if a.json:
+        res = {"benchmark": "transfer-hymenoptera", "device": device_name(default_device(None)), "torch": torch.__version__,
+               "date": datetime.date.today().isoformat(), "args": vars(a), "total_epochs": total, "cvkit_choice": choice,
+               "setups": {n: {"accuracies": accs[n], "mean": mean[n][0], "std": mean[n][1], "seconds_per_run": wall[n],
+                              **({"train_seconds_per_run": statistics.mean(train_secs[n])} if n in train_secs else {})}
+                          for n in names},
+               "fine_tuned": ft, "scratch": scratch, "fastai": fastai, "best_cifar": best_cifar, "gaps": gaps}
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"benchmark": "transfer-hymenoptera", "device": dev,
-            "torch": torch.__version__, "date": datetime.date.today().isoformat(), "args": vars(a), "archs": out,
-            "across_archs": {"best_fine_tuned": list(bt), "best_scratch": list(bs_), "gap_points": overall}},
-            indent=2) + "\n")
+        tmp = Path(a.json).with_name(f".{Path(a.json).name}.tmp")
+        tmp.write_text(json.dumps(res, indent=2) + "\n"); tmp.replace(a.json)
         print(f"wrote {a.json}")
+
 
 if __name__ == "__main__": main()

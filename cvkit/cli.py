@@ -34,8 +34,8 @@ def _parser()->argparse.ArgumentParser:
     pre.add_argument("--scratch", "--no-pretrained", dest="pretrained", action="store_false", help="train from scratch, without pretrained weights")
     t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
     t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled CIFAR-10 backbones; 224 for photos with --arch auto)")
-    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits; fine-tuning: this many after one epoch with the body frozen)")
-    t.add_argument("--bs", type=int, default=64, help="batch size (default: %(default)s)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits; fine-tuning: one epoch with the body frozen, then this many)")
+    t.add_argument("--bs", type=int, default=None, help="batch size (default: 64; 32 when fine-tuning ImageNet weights)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2 from scratch; fine-tuning: 5e-3 for the bundled CIFAR-10 backbones, 1e-3 for ImageNet weights)")
     t.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction if the data has no valid/ folder (default: %(default)s)")
     t.add_argument("--split", default="auto", choices=["auto", "folder", "random", "stratified"], help="how to choose validation images (default: %(default)s)")
@@ -125,11 +125,13 @@ def train_command(a:argparse.Namespace)->dict:
     print(f"cvkit: {choice.reason}", flush=True)
     spec = arch_spec(choice.arch)
     tuned = choice.pretrained
-    epochs = a.epochs or (4 if builtin else 5 if not tuned or spec.small_images else 3)
+    imagenet = tuned and not spec.small_images
+    epochs = a.epochs or (4 if builtin else 5)
     # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
     lr = a.lr or (1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3)
+    bs = a.bs or (32 if imagenet else 64)          # a few hundred photos: 32 gives the head twice the steps
     normalize = (list(spec.mean), list(spec.std)) if tuned else "data"
-    dls = image_dataloaders(items, size=choice.size, valid_pct=a.valid_pct, split=a.split, bs=a.bs, resize_method=a.resize,
+    dls = image_dataloaders(items, size=choice.size, valid_pct=a.valid_pct, split=a.split, bs=bs, resize_method=a.resize,
                             normalize=normalize, augment=not a.no_augment, flip=not (a.no_flip or builtin), seed=a.seed,
                             device=a.device)
     learn = cv_learner(dls, choice.arch, pretrained=tuned, opt=a.opt, wd=a.wd, label_smoothing=a.label_smoothing,
@@ -141,7 +143,7 @@ def train_command(a:argparse.Namespace)->dict:
     ev = evaluate(learn)
     out = Path(a.out)
     export(learn, out)
-    metrics = ev.to_dict() | {"arch": learn.arch_name, "pretrained": tuned, "choice": choice.reason, "epochs": epochs, "lr": lr, "bs": a.bs, "seed": a.seed,
+    metrics = ev.to_dict() | {"arch": learn.arch_name, "pretrained": tuned, "choice": choice.reason, "epochs": epochs, "lr": lr, "bs": bs, "seed": a.seed,
                               "precision": learn.precision.name, "device": str(dls.device),
                               "data_seconds": round(t1 - t0, 2), "train_seconds": round(train_s, 2),
                               "n_train": dls.info.n_train, "n_valid": dls.info.n_valid,

@@ -79,18 +79,22 @@ def test_benchmark_needs_data(script, message, tmp_path):
 
 
 def test_transfer_smoke(tmp_path, split_shapes):
-    "Both bundled backbones, fine-tuned and from scratch, offline; the gaps in the JSON are those printed."
+    "ImageNet fine-tuning, scratch, both bundled backbones and plain fastai, offline; the JSON's gaps are those printed."
     out = tmp_path/"transfer.json"
-    p = run_script("transfer.py", "--data", split_shapes, "--epochs", 2, "--seeds", 0, "--json", out, cwd=tmp_path)
+    p = run_script("transfer.py", "--data", split_shapes, "--epochs", 2, "--seeds", 0, 1, "--arch", "efficientnet_lite0",
+                   "--size", 32, "--fastai-size", 32, "--json", out, cwd=tmp_path, timeout=600)
     res = json.loads(out.read_text())
-    assert set(res["archs"]) == {"cifar_resnet", "cifar_speednet"}
-    for arch, r in res["archs"].items():
-        setups = r["setups"]
-        assert sum(s["pretrained"] for s in setups.values()) == 2 and len(setups) == 6
-        assert all(len(s["accuracies"]) == 1 and 0 <= s["mean"] <= 1 for s in setups.values())
-        best = lambda pre: max((s for s in setups if setups[s]["pretrained"] == pre), key=lambda s: setups[s]["mean"])
-        assert (r["best_fine_tuned"], r["best_scratch"]) == (best(True), best(False))
-        assert r["gap_points"] == pytest.approx(100*(setups[best(True)]["mean"] - setups[best(False)]["mean"]))
-        printed = re.search(rf"^{arch} .*?\ngap: .*?: ([+-][\d.]+) points", p.stdout, re.S | re.M)
-        assert printed and float(printed[1]) == pytest.approx(r["gap_points"], abs=0.051), p.stdout
-    assert "across architectures" in p.stdout and res["across_archs"]["gap_points"] is not None
+    s = res["setups"]
+    assert res["total_epochs"] == 2 and len(s) == 5
+    assert res["fine_tuned"].startswith("cvkit fine-tuned (efficientnet_lite0, 32 px)")
+    assert res["scratch"].startswith("cvkit from scratch (efficientnet_lite0")
+    assert res["fastai"].startswith("plain fastai") and {"cvkit fine-tuned cifar_resnet (32 px)", "cvkit fine-tuned cifar_speednet (32 px)"} <= set(s)
+    for r in s.values():
+        assert len(r["accuracies"]) == 2 and 0 <= r["mean"] <= 1 and r["seconds_per_run"] > 0
+        assert r["mean"] == pytest.approx(sum(r["accuracies"])/2)
+    g = res["gaps"]
+    assert g["fine_tuned_minus_scratch_points"] == pytest.approx(100*(s[res["fine_tuned"]]["mean"] - s[res["scratch"]]["mean"]))
+    assert g["cvkit_over_fastai_time"] == pytest.approx(s[res["fine_tuned"]]["seconds_per_run"]/s[res["fastai"]]["seconds_per_run"])
+    printed = re.search(r"fine-tuned vs from scratch: ([+-][\d.]+) points", p.stdout)
+    assert printed and float(printed[1]) == pytest.approx(g["fine_tuned_minus_scratch_points"], abs=0.051), p.stdout
+    assert re.search(r"wall time ratio ([\d.]+)", p.stdout)[1] == f"{g['cvkit_over_fastai_time']:.2f}"
