@@ -392,6 +392,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cvkit.models._timm_cached_file': ('models.html#_timm_cached_file', 'cvkit/models.py'),
                               'cvkit.models._timm_spec': ('models.html#_timm_spec', 'cvkit/models.py'),
                               'cvkit.models._torchvision_cached_file': ('models.html#_torchvision_cached_file', 'cvkit/models.py'),
+                              'cvkit.models._weights_ready': ('models.html#_weights_ready', 'cvkit/models.py'),
                               'cvkit.models.arch_spec': ('models.html#arch_spec', 'cvkit/models.py'),
                               'cvkit.models.body_groups': ('models.html#body_groups', 'cvkit/models.py'),
                               'cvkit.models.bundled_weights_file': ('models.html#bundled_weights_file', 'cvkit/models.py'),

