@@ -42,7 +42,7 @@ def _parser()->argparse.ArgumentParser:
     t.add_argument("--resize", default="squish", choices=["squish", "crop", "pad"], help="resize method (default: %(default)s)")
     t.add_argument("--no-flip", action="store_true", help="no horizontal flips in augmentation (use for digits, text)")
     t.add_argument("--no-augment", action="store_true", help="no augmentation at all")
-    t.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default: %(default)s; 0 for plain cross-entropy)")
+    t.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (default: 0.1; 0, plain cross-entropy, when fine-tuning ImageNet weights)")
     t.add_argument("--wd", type=float, default=None, help="weight decay (default: 0.01)")
     t.add_argument("--opt", default="adam", choices=["adam", "sgd"], help="optimizer (default: %(default)s)")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision (default: bf16/fp16 on CUDA, fp32 on CPU)")
@@ -130,11 +130,13 @@ def train_command(a:argparse.Namespace)->dict:
     # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
     lr = a.lr or (1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3)
     bs = a.bs or (32 if imagenet else 64)          # a few hundred photos: 32 gives the head twice the steps
+    # softened targets slow a new head on pretrained features (ants vs bees: 93.5 % without, 91.1 % with 0.1)
+    smoothing = a.label_smoothing if a.label_smoothing is not None else 0.0 if imagenet else 0.1
     normalize = (list(spec.mean), list(spec.std)) if tuned else "data"
     dls = image_dataloaders(items, size=choice.size, valid_pct=a.valid_pct, split=a.split, bs=bs, resize_method=a.resize,
                             normalize=normalize, augment=not a.no_augment, flip=not (a.no_flip or builtin), seed=a.seed,
                             device=a.device)
-    learn = cv_learner(dls, choice.arch, pretrained=tuned, opt=a.opt, wd=a.wd, label_smoothing=a.label_smoothing,
+    learn = cv_learner(dls, choice.arch, pretrained=tuned, opt=a.opt, wd=a.wd, label_smoothing=smoothing,
                        precision=a.precision, seed=a.seed, path=a.out, weights=a.weights)
     t1 = time.perf_counter()
     if tuned: learn.fine_tune(epochs, lr, lr_mult=3 if spec.small_images else 100)
@@ -143,7 +145,7 @@ def train_command(a:argparse.Namespace)->dict:
     ev = evaluate(learn)
     out = Path(a.out)
     export(learn, out)
-    metrics = ev.to_dict() | {"arch": learn.arch_name, "pretrained": tuned, "choice": choice.reason, "epochs": epochs, "lr": lr, "bs": bs, "seed": a.seed,
+    metrics = ev.to_dict() | {"arch": learn.arch_name, "pretrained": tuned, "choice": choice.reason, "epochs": epochs, "lr": lr, "bs": bs, "label_smoothing": smoothing, "seed": a.seed,
                               "precision": learn.precision.name, "device": str(dls.device),
                               "data_seconds": round(t1 - t0, 2), "train_seconds": round(train_s, 2),
                               "n_train": dls.info.n_train, "n_valid": dls.info.n_valid,
