@@ -122,7 +122,7 @@ def train_command(a:argparse.Namespace)->dict:
     t0 = time.perf_counter()
     items = read_items(digits() if builtin else Path(a.data), a.label_pattern, **csv)
     choice = choose_arch(a.arch, a.pretrained, None if builtin else typical_side(items.files), a.size, builtin)
-    print(f"cvkit: {choice.reason}", flush=True)
+    log.info(choice.reason)                        # informational, like the data summary: stderr, "cvkit: ..."
     spec = arch_spec(choice.arch)
     tuned = choice.pretrained
     imagenet = tuned and not spec.small_images

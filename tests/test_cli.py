@@ -79,6 +79,7 @@ def test_digits_end_to_end(digits_run):
     m = check_outputs(out)
     check_metrics_consistent(m)
     check_plain_stdout(stdout, DIGITS_EPOCHS, m)
+    assert "cvkit: the built-in digits: small_resnet from scratch" in stderr      # the one-line choice, with its reason
     assert m["classes"] == [str(d) for d in range(10)]
     assert m["skipped"] == []
     from cvkit.datasets import digits

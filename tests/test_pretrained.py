@@ -6,7 +6,7 @@ import pytest
 
 import torch
 
-from conftest import check_outputs, cli_env
+from conftest import check_outputs, cli_env, make_shapes
 
 
 def offline_env(tmp_path, **extra) -> dict:
@@ -78,3 +78,23 @@ def test_bundled_backbone_offline(arch, shapes_dir, tmp_path, run_cli):
     meta = json.loads((out/"cvkit.json").read_text())
     assert meta["arch"] == arch and meta["pretrained"] is True and meta["normalize"] == "imagenet"
     assert sum(l.startswith("epoch") for l in stdout.splitlines()) == 2, stdout     # frozen epoch + 1
+
+
+def test_photos_fine_tune_imagenet_weights_offline_by_default(tmp_path, run_cli):
+    "Photo-sized images and no flags: efficientnet_lite0 fine-tuned from its ImageNet weights, offline, with their statistics."
+    data = make_shapes(tmp_path/"photos", n_per_class=10, size=120, seed=0)
+    rc, stdout, stderr = run_cli("train", data, "--epochs", "1", "--size", "64", "--out", tmp_path/"out",
+                                 env=offline_env(tmp_path), timeout=300)
+    assert rc == 0, stderr
+    assert "cvkit: photos (median side 120 px): efficientnet_lite0 fine-tuned from its ImageNet weights" in stderr
+    meta = json.loads((tmp_path/"out"/"cvkit.json").read_text())
+    m = json.loads((tmp_path/"out"/"metrics.json").read_text())
+    assert meta["arch"] == "efficientnet_lite0" and meta["pretrained"] is True and meta["family"] == "timm"
+    assert meta["mean"] == [0.5]*3 and meta["std"] == [0.5]*3 and meta["normalize"] == "efficientnet_lite0"
+    assert m["bs"] == 32 and m["label_smoothing"] == 0.0 and m["pretrained"] is True
+    assert len([l for l in stdout.splitlines() if l.startswith("epoch")]) == 2     # one frozen epoch, then one
+    rc, _, stderr = run_cli("train", data, "--epochs", "1", "--size", "64", "--scratch", "--out", tmp_path/"scratch",
+                            env=offline_env(tmp_path), timeout=300)
+    assert rc == 0, stderr
+    meta = json.loads((tmp_path/"scratch"/"cvkit.json").read_text())
+    assert meta["arch"] == "efficientnet_lite0" and meta["pretrained"] is False and meta["normalize"] == "data"
