@@ -122,7 +122,6 @@ def train_command(a:argparse.Namespace)->dict:
     t0 = time.perf_counter()
     items = read_items(digits() if builtin else Path(a.data), a.label_pattern, **csv)
     choice = choose_arch(a.arch, a.pretrained, None if builtin else typical_side(items.files), a.size, builtin)
-    log.info(choice.reason)                        # informational, like the data summary: stderr, "cvkit: ..."
     spec = arch_spec(choice.arch)
     tuned = choice.pretrained
     imagenet = tuned and not spec.small_images
@@ -136,6 +135,7 @@ def train_command(a:argparse.Namespace)->dict:
     dls = image_dataloaders(items, size=choice.size, valid_pct=a.valid_pct, split=a.split, bs=bs, resize_method=a.resize,
                             normalize=normalize, augment=not a.no_augment, flip=not (a.no_flip or builtin), seed=a.seed,
                             device=a.device)
+    log.info(choice.reason)                        # once the data is read and checked; informational, like the data summary
     learn = cv_learner(dls, choice.arch, pretrained=tuned, opt=a.opt, wd=a.wd, label_smoothing=smoothing,
                        precision=a.precision, seed=a.seed, path=a.out, weights=a.weights)
     t1 = time.perf_counter()
