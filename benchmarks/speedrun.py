@@ -95,7 +95,7 @@ def main():
     print(f"{device_name(device)}; torch {torch.__version__}; data {folder}", flush=True)
     t0 = time.perf_counter()
     dls = speed_dataloaders(folder, recipe, 32, seed=a.seed, device=device)
-    print(f"data: {dls.info.summary()} ({time.perf_counter() - t0:.1f} s to decode)", flush=True)
+    print(f"data: {dls.spec.summary()} ({time.perf_counter() - t0:.1f} s to decode)", flush=True)
     what = f"{budget:g} s budget" if budget else f"{recipe.epochs} epochs"
     print(f"recipe: speed_net {recipe.widths}, batch {recipe.bs}, peak lr {recipe.peak_lr:.3g}, {what}", flush=True)
 

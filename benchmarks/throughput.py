@@ -115,7 +115,7 @@ def cvkit_run(items, a, mode, device)->tuple[dict, torch.nn.Module]:
     timer = BatchTimer(a.warmup, a.batches)
     learn.fit(1000, 1e-4, cbs=timer)
     return ({"images_per_second": timer.images/timer.seconds, "first_batch_seconds": timer.first,
-             "compile_seconds": getattr(learn, "compile_seconds", None), "in_memory": dls.info.in_memory},
+             "compile_seconds": getattr(learn, "compile_seconds", None), "in_memory": dls.spec.in_memory},
             learn.model)
 
 

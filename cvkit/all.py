@@ -8,18 +8,45 @@ __all__ = []
 # %% ../nbs/99_all.ipynb #e3e3304b
 from .core import *
 from .datasets import *
+from .tasks import *
+from .items import *
+from .images import *
+from .split import *
 from .augment import *
+from .augment_explorer import *
+from .augment_mix import *
 from .data import *
+from .architectures import *
 from .models import *
 from .learner import *
+from .callbacks import *
+from .learner_state import *
+from .calibration import *
+from .evaluation import *
+from .tta import *
+from .gradcam import *
 from .interpret import *
+from .multilabel import *
 from .export import *
 from .lr_find import *
+from .lr_explorer import *
 from .dashboard import *
 from .cleaner import *
+from .cleaner_ranking import *
+from .cleaner_widget import *
 from .recipes import *
+from .experiment import *
 import cvkit.core as _core, cvkit.datasets as _datasets, cvkit.augment as _augment, cvkit.data as _data
+import cvkit.augment_explorer as _augment_explorer
 import cvkit.models as _models, cvkit.learner as _learner, cvkit.interpret as _interpret, cvkit.export as _export
+import cvkit.callbacks as _callbacks, cvkit.learner_state as _learner_state, cvkit.lr_explorer as _lr_explorer
 import cvkit.lr_find as _lr_find, cvkit.dashboard as _dashboard, cvkit.cleaner as _cleaner, cvkit.recipes as _recipes
-__all__ = [name for m in (_core, _datasets, _augment, _data, _models, _learner, _interpret, _export, _lr_find,
-                          _dashboard, _cleaner, _recipes) for name in m.__all__]
+import cvkit.cleaner_ranking as _cleaner_ranking, cvkit.cleaner_widget as _cleaner_widget
+import cvkit.augment_mix as _augment_mix, cvkit.architectures as _architectures
+import cvkit.tasks as _tasks, cvkit.items as _items, cvkit.images as _images, cvkit.split as _split
+import cvkit.multilabel as _multilabel, cvkit.experiment as _experiment
+import cvkit.calibration as _calibration, cvkit.evaluation as _evaluation, cvkit.tta as _tta, cvkit.gradcam as _gradcam
+__all__ = [name for m in (_core, _datasets, _tasks, _items, _images, _split, _augment, _augment_explorer, _augment_mix, _data, _architectures, _models, _learner, _callbacks, _learner_state,
+                          _calibration, _evaluation, _tta, _gradcam, _interpret,
+                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _experiment)
+           for name in m.__all__]

@@ -8,10 +8,10 @@ import argparse, json, sys, time, traceback, logging
 from pathlib import Path
 from dataclasses import dataclass
 from .core import *
-from .models import arch_spec
+from .experiment import TrainConfig
 
 # %% auto #0
-__all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'ArchChoice', 'choose_arch', 'train_command', 'predict_command', 'main']
+__all__ = ['config_from_args', 'train_command', 'predict_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #9c59875a
 def _parser()->argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def _parser()->argparse.ArgumentParser:
         description="Train an image classifier and write model.safetensors, cvkit.json, metrics.json and "
                     "confusion_matrix.png to --out.",
         epilog="DATA may be a folder with one sub-folder per class (optionally split into train/ and valid/), "
-               "a CSV file of file,label rows, or a .zip/.tar(.gz) archive of either. "
+               "a CSV file of file,label rows (multi-label: file,\"label label ...\"), or a .zip/.tar(.gz) archive of either. "
                "Without DATA, trains on the built-in handwritten digits. Broken or non-image files are "
                "reported and skipped.")
     t.add_argument("data", nargs="?", help="image folder, CSV file or archive (default: built-in digits)")
@@ -50,16 +50,22 @@ def _parser()->argparse.ArgumentParser:
     t.add_argument("--label-col", default=None, help="CSV column with labels (default: the second)")
     t.add_argument("--fn-col", default=None, help="CSV column with file names (default: the first)")
     t.add_argument("--valid-col", default=None, help="CSV column marking validation rows (true/1/yes), e.g. is_valid")
+    t.add_argument("--task", default="auto", choices=["auto", "single_label", "multi_label", "multilabel"],
+                   help="single_label (one class per image), multi_label (a set of labels per image: a CSV whose label "
+                        "cells hold space-separated labels), or auto (default): multi-label when a CSV cell holds several labels")
+    t.add_argument("--threshold", default="auto", help="multi-label decision threshold: a number, or auto (default: chosen on the validation images to maximise macro F1)")
+    t.add_argument("--label-delim", default=" ", help="multi-label: what separates the labels in a CSV cell (default: a space)")
     t.add_argument("--label-pattern", default=None, metavar="REGEX",
                    help=r"take labels from file names with this regex (group 1), e.g. '^(\w+)_\d+\.jpg$'")
     t.add_argument("--seed", type=int, default=42, help="random seed: same seed, same split and result (default: %(default)s)")
     t.add_argument("--out", default="cvkit-out", help="output folder (default: %(default)s)")
     t.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     pr = sub.add_parser("predict", help="predict the class of images with a trained model",
-        description="Print one line per image: file, predicted class, probability (tab-separated).")
+        description="Print one line per image, tab-separated: file, predicted class, probability; for a multi-label "
+                    "model: file, then label:probability for each predicted label (space-separated), or (none).")
     pr.add_argument("model", help="folder written by `cvkit train --out` (cvkit.json + model.safetensors)")
     pr.add_argument("images", nargs="+", help="image files (folders are searched for images)")
-    pr.add_argument("--json", action="store_true", help="print one JSON object per image (file, label, probability, probs)")
+    pr.add_argument("--json", action="store_true", help="print one JSON object per image (file, label, probability, probs; multi-label: file, labels, probs, thresholds)")
     pr.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     pr.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     ex = sub.add_parser("export", help="convert a trained model to other formats",
@@ -70,98 +76,30 @@ def _parser()->argparse.ArgumentParser:
     ex.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
-# %% ../nbs/90_cli.ipynb #d32f10b1
-SMALL_IMAGE_SIDE = 64                  # images whose median shorter side is at most this are "small"
-PHOTO_ARCH = "efficientnet_lite0"      # what photos fine-tune with --arch auto
-
-@dataclass
-class ArchChoice:
-    "What `cvkit train` trains, and why."
-    arch:str                           # architecture name
-    pretrained:bool                    # fine-tune from its weights
-    size:int|None                      # image side (None: from the data)
-    reason:str                         # one line for the user
-
-def choose_arch(
-    arch:str="auto",                   # "auto" or a name
-    pretrained:bool|None=None,         # True/False as asked; None: the default for the choice
-    side:int|None=None,                # median shorter side of the images (`typical_side`)
-    size:int|None=None,                # image side asked for (None: the choice's default)
-    builtin:bool=False,                # the built-in digits
-)->ArchChoice:
-    "The architecture, weights and size `cvkit train` uses for data whose images have median side `side`."
-    if arch != "auto":
-        spec = arch_spec(arch)
-        p = bool(pretrained)
-        size = size or (spec.pretrain_size if p and spec.small_images else None)
-        return ArchChoice(spec.name, p, size, f"{spec.name} as asked, {'fine-tuned from its weights' if p else 'from scratch'}")
-    if builtin or (side is not None and side <= SMALL_IMAGE_SIDE):
-        what = "the built-in digits" if builtin else f"small images (median side {side} px, up to {SMALL_IMAGE_SIDE})"
-        if pretrained: return ArchChoice("cifar_resnet", True, size or 32, f"{what}: the bundled CIFAR-10 backbone cifar_resnet, fine-tuned at 32 px")
-        return ArchChoice("small_resnet", False, size or (32 if builtin else None),
-                          f"{what}: small_resnet from scratch (--pretrained fine-tunes the bundled CIFAR-10 backbone)")
-    spec = arch_spec(PHOTO_ARCH)
-    size = size or spec.pretrain_size
-    what = f"photos (median side {side} px)" if side is not None else "images of unknown size"
-    if pretrained is False: return ArchChoice(spec.name, False, size, f"{what}: {spec.name} from scratch at {size} px, as asked")
-    return ArchChoice(spec.name, True, size, f"{what}: {spec.name} fine-tuned from its ImageNet weights at {size} px "
-                                              f"(offline; --scratch trains from scratch)")
-
 # %% ../nbs/90_cli.ipynb #956e9e39
+def config_from_args(a:argparse.Namespace)->TrainConfig:
+    "The `TrainConfig` that `cvkit train` arguments describe."
+    threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
+    return TrainConfig(data=a.data, task=a.task, arch=a.arch, pretrained=a.pretrained, weights=a.weights, size=a.size,
+                       epochs=a.epochs, bs=a.bs, lr=a.lr, valid_pct=a.valid_pct, split=a.split, resize=a.resize,
+                       flip=False if a.no_flip else None, augment=not a.no_augment, label_smoothing=a.label_smoothing,
+                       wd=a.wd, opt=a.opt, precision=a.precision, device=a.device, seed=a.seed, threshold=threshold,
+                       label_pattern=a.label_pattern, fn_col=a.fn_col, label_col=a.label_col, valid_col=a.valid_col,
+                       label_delim=a.label_delim, out=a.out)
+
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
-    from cvkit.datasets import digits
-    from cvkit.data import image_dataloaders, read_items, typical_side
-    from cvkit.learner import cv_learner
-    from cvkit.interpret import evaluate, plot_confusion_matrix
-    from cvkit.export import export
-    import matplotlib; matplotlib.use("Agg")
-    builtin = a.data is None
-    if a.weights is not None: a.pretrained = True
-    csv = {k: v for k, v in (("fn_col", a.fn_col), ("label_col", a.label_col), ("valid_col", a.valid_col)) if v is not None}
-    t0 = time.perf_counter()
-    items = read_items(digits() if builtin else Path(a.data), a.label_pattern, **csv)
-    choice = choose_arch(a.arch, a.pretrained, None if builtin else typical_side(items.files), a.size, builtin)
-    spec = arch_spec(choice.arch)
-    tuned = choice.pretrained
-    imagenet = tuned and not spec.small_images
-    epochs = a.epochs or (4 if builtin else 5)
-    # fine-tuning a small CIFAR-10 backbone moves all its layers (lr_mult 3); ImageNet bodies move little (100)
-    lr = a.lr or (1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3)
-    bs = a.bs or (32 if imagenet else 64)          # a few hundred photos: 32 gives the head twice the steps
-    # softened targets slow a new head on pretrained features (ants vs bees: 93.5 % without, 91.1 % with 0.1)
-    smoothing = a.label_smoothing if a.label_smoothing is not None else 0.0 if imagenet else 0.1
-    normalize = (list(spec.mean), list(spec.std)) if tuned else "data"
-    dls = image_dataloaders(items, size=choice.size, valid_pct=a.valid_pct, split=a.split, bs=bs, resize_method=a.resize,
-                            normalize=normalize, augment=not a.no_augment, flip=not (a.no_flip or builtin), seed=a.seed,
-                            device=a.device)
-    log.info(choice.reason)                        # once the data is read and checked; informational, like the data summary
-    learn = cv_learner(dls, choice.arch, pretrained=tuned, opt=a.opt, wd=a.wd, label_smoothing=smoothing,
-                       precision=a.precision, seed=a.seed, path=a.out, weights=a.weights)
-    t1 = time.perf_counter()
-    if tuned: learn.fine_tune(epochs, lr, lr_mult=3 if spec.small_images else 100)
-    else: learn.fit_one_cycle(epochs, lr)
-    train_s = time.perf_counter() - t1
-    ev = evaluate(learn)
-    out = Path(a.out)
-    export(learn, out)
-    metrics = ev.to_dict() | {"arch": learn.arch_name, "pretrained": tuned, "choice": choice.reason, "epochs": epochs, "lr": lr, "bs": bs, "label_smoothing": smoothing, "seed": a.seed,
-                              "precision": learn.precision.name, "device": str(dls.device),
-                              "data_seconds": round(t1 - t0, 2), "train_seconds": round(train_s, 2),
-                              "n_train": dls.info.n_train, "n_valid": dls.info.n_valid,
-                              "skipped": [{"file": f, "reason": r} for f, r in dls.info.skipped]}
-    save_json(metrics, out/"metrics.json")
-    fig = plot_confusion_matrix(ev)
-    with atomic_write(out/"confusion_matrix.png") as f: fig.savefig(f, format="png", dpi=100)
-    print(f"validation accuracy {ev.accuracy:.2%} on {len(ev.targets)} images; training took {train_s:.1f}s")
-    print(f"wrote {out}/model.safetensors, cvkit.json, metrics.json, confusion_matrix.png")
-    return metrics
+    from cvkit.experiment import train
+    r = train(config_from_args(a))
+    print(f"{r.evaluation.headline()}; training took {r.metrics['train_seconds']:.1f}s")
+    print(f"wrote {r.out}/model.safetensors, cvkit.json, metrics.json, confusion_matrix.png")
+    return r.metrics
 
 # %% ../nbs/90_cli.ipynb #94425859
 def predict_command(a:argparse.Namespace)->int:
     "Run `cvkit predict`: one tab-separated line per image; unreadable images are reported, exit code 1 if any."
     from cvkit.export import load_model
-    from cvkit.data import IMAGE_EXTENSIONS
+    from cvkit.items import IMAGE_EXTENSIONS
     pred = load_model(a.model, device=a.device)
     files = []
     for f in map(Path, a.images):
@@ -171,13 +109,16 @@ def predict_command(a:argparse.Namespace)->int:
         try: r = pred.predict(f)
         except CvkitError as e:
             print(f"cvkit: error: {e}", file=sys.stderr); failed += 1; continue
-        if a.json: print(json.dumps({"file": str(f), "label": r.label, "probability": round(r.probability, 6),
-                                     "probs": {k: round(v, 6) for k, v in r.probs.items()}}), flush=True)
-        else: print(f"{f}\t{r.label}\t{r.probability:.4f}", flush=True)
+        if a.json: print(json.dumps({"file": str(f)} | r.as_json()), flush=True)
+        else: print(f"{f}\t{r.as_line()}", flush=True)
     if failed: print(f"cvkit: {failed} of {len(files)} images could not be read", file=sys.stderr)
     return 1 if failed else 0
 
 # %% ../nbs/90_cli.ipynb #be039bfc
+def _unit(v:str)->bool:
+    try: return 0 < float(v) < 1
+    except ValueError: return False
+
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `cvkit` command; returns the exit code."
     parser = _parser()
@@ -187,6 +128,7 @@ def main(argv:list[str]|None=None)->int:
     if a.command == "train":
         bad = [f"{n} must be at least 1" for n, v in (("--epochs", a.epochs), ("--bs", a.bs)) if v is not None and v < 1]
         bad += [f"--valid-pct must be between 0 and 1" for v in [a.valid_pct] if not 0 < v < 1]
+        bad += [f"--threshold must be auto or a number between 0 and 1" for v in [a.threshold] if v != "auto" and not _unit(v)]
         if bad:
             parser.print_usage(sys.stderr); print(f"cvkit: error: {'; '.join(bad)}", file=sys.stderr)
             return 2
@@ -195,7 +137,7 @@ def main(argv:list[str]|None=None)->int:
         if a.command == "export":
             from cvkit.export import export_onnx
             out = export_onnx(a.model, a.onnx)
-            print(f"wrote {out} (input 'image': float32 RGB NCHW 0-1, any batch; output 'logits')")
+            print(f"wrote {out} (input 'image': float32 RGB NCHW 0-1, any batch; output 'logits'; multi-label: sigmoid per label)")
             return 0
         train_command(a)
         return 0

@@ -4,37 +4,18 @@
 
 # %% ../nbs/10_dashboard.ipynb #8efe074c
 from __future__ import annotations
-import io, html
+import html
 import numpy as np
 import matplotlib
-import matplotlib.pyplot as plt
-from PIL import Image as PILImage
 import ipywidgets as widgets
 from fastai.vision.all import Learner
 from .core import *
+from .widgets import *
 from .interpret import (Evaluation, evaluate, item_image, images_for_cell, grad_cam, overlay_heatmap,
                              plot_reliability, _class_index)
 
 # %% auto #0
-__all__ = ['image_png', 'figure_png', 'cell_colour', 'InterpretationDashboard']
-
-# %% ../nbs/10_dashboard.ipynb #bbd97021
-def image_png(
-    img:np.ndarray,              # HWC uint8 image
-    min_side:int=128,            # enlarge small images (by a whole factor, pixels kept sharp) to at least this
-)->bytes:
-    "`img` encoded as PNG, enlarged by pixel repetition when small."
-    f = max(1, -(-min_side//min(img.shape[:2])))
-    im = PILImage.fromarray(img)
-    if f > 1: im = im.resize((img.shape[1]*f, img.shape[0]*f), PILImage.NEAREST)
-    buf = io.BytesIO(); im.save(buf, format="PNG")
-    return buf.getvalue()
-
-def figure_png(fig, dpi:int=80)->bytes:
-    "A matplotlib figure encoded as PNG; the figure is closed (so a notebook does not also draw it)."
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+__all__ = ['cell_colour', 'MetricsTab', 'ConfusionTab', 'TopLossesTab', 'InterpretationDashboard']
 
 # %% ../nbs/10_dashboard.ipynb #d95106a6
 def _table_html(df, shade:tuple=("precision", "recall", "f1"), digits:int=3)->str:
@@ -63,6 +44,134 @@ def cell_colour(
     bg = matplotlib.colormaps["Blues" if diagonal else "Reds"](0.1 + 0.85*v)
     return matplotlib.colors.to_hex(bg), ("#ffffff" if v > 0.55 else "#000000")
 
+# %% ../nbs/10_dashboard.ipynb #07b87fe7
+class MetricsTab(widgets.HBox):
+    "The summary metrics, the per-class table and the reliability diagram of an `Evaluation`."
+    def __init__(self,
+        ev:Evaluation,       # what to show
+        n_bins:int=15,       # bins of the reliability diagram and the ECE
+    ):
+        summary = tag(widgets.HTML(_table_html(ev.summary(n_bins), shade=(), digits=4)), "cvkit-metrics-summary")
+        table = tag(widgets.HTML(_table_html(ev.per_class(averages=True))), "cvkit-per-class")
+        png = figure_png(plot_reliability(ev, n_bins, figsize=(4.2, 4.6)))
+        self.reliability = tag(show_png(widgets.Image(format="png"), png), "cvkit-reliability")
+        super().__init__([widgets.VBox([summary, table], layout=widgets.Layout(margin="0 24px 0 0")), self.reliability])
+        self.add_class("cvkit-metrics")
+
+# %% ../nbs/10_dashboard.ipynb #4ba31cd6
+def _grid_label(text)->widgets.HTML:
+    return widgets.HTML(small_html(html.escape(str(text)), title=str(text), text_align="center", overflow="hidden", white_space="nowrap"))
+
+class ConfusionTab(widgets.VBox):
+    "A confusion matrix of buttons; a click on a cell shows that cell's images, highest loss first."
+    def __init__(self,
+        ev:Evaluation,       # what to show
+        max_images:int=24,   # at most this many images of a cell
+    ):
+        self.ev, self.max_images = ev, max_images
+        self.cell_caption = tag(widgets.HTML("Click a cell to see its images."), "cvkit-cm-caption")
+        self.cell_box = tag(widgets.Box(layout=widgets.Layout(display="flex", flex_flow="row wrap")), "cvkit-cm-images")
+        super().__init__([self._grid(), self.cell_caption, self.cell_box])
+
+    def _grid(self)->widgets.GridBox:
+        ev, n = self.ev, len(self.ev.classes)
+        cm = ev.confusion_matrix()
+        frac = cm/cm.sum(1, keepdims=True).clip(min=1)
+        off = frac[~np.eye(n, dtype=bool)]
+        vmax_off = off.max() if off.size and off.max() > 0 else 1.0
+        self.cm_buttons = [[self._button(i, j, cm[i, j], *cell_colour(frac[i, j], i == j, 1.0 if i == j else vmax_off))
+                            for j in range(n)] for i in range(n)]
+        cells = [_grid_label("true ↓  predicted →"), *map(_grid_label, ev.classes)]
+        for c, row in zip(ev.classes, self.cm_buttons): cells += [_grid_label(c), *row]
+        side = max(40, min(64, 600//max(n, 1)))
+        return tag(widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=f"120px repeat({n}, {side}px)",
+                                                                grid_gap="2px")), "cvkit-cm-grid")
+
+    def _button(self, i:int, j:int, count:int, bg:str, fg:str)->widgets.Button:
+        a, b = self.ev.classes[i], self.ev.classes[j]
+        btn = tag(widgets.Button(description=str(count), tooltip=f"true {a} → predicted {b}",
+                                 layout=widgets.Layout(width="auto", height="30px", padding="0", margin="0")), "cvkit-cm-cell")
+        btn.style.button_color, btn.style.text_color = bg, fg
+        btn.on_click(lambda _: self.show_cell(i, j))
+        return btn
+
+    def show_cell(self, true, pred):
+        "Show the images of one cell (class names or indices), highest loss first."
+        ev = self.ev
+        idx = images_for_cell(ev, true, pred)
+        a, b = ev.classes[_class_index(ev.classes, true)], ev.classes[_class_index(ev.classes, pred)]
+        shown = idx[:self.max_images]
+        self.cell_box.children = [self._thumbnail(int(k)) for k in shown]
+        what = "right" if a == b else "mistakes"
+        note = f" (showing {len(shown)} of {len(idx)}, highest loss first)" if len(idx) > len(shown) else (", highest loss first" if len(idx) > 1 else "")
+        self.cell_caption.value = (f"<b>true {html.escape(str(a))} → predicted {html.escape(str(b))}</b>: "
+                                   f"{len(idx)} image{'s' if len(idx) != 1 else ''} ({what}){note}")
+
+    def _thumbnail(self, k:int)->widgets.VBox:
+        ev = self.ev
+        im = tag(widgets.Image(value=image_png(item_image(ev, k), 96), format="png",
+                               layout=widgets.Layout(width="96px", height="96px")), "cvkit-cm-image")
+        cap = widgets.HTML(small_html(f"p={ev.probs[k, ev.preds[k]]:.2f} · loss {ev.losses[k]:.2f}", 10, text_align="center"))
+        return widgets.VBox([im, cap], layout=widgets.Layout(margin="2px", align_items="center"))
+
+    @property
+    def cell_images(self)->list:
+        "The `Image` widgets the tab shows now."
+        return [c.children[0] for c in self.cell_box.children]
+
+# %% ../nbs/10_dashboard.ipynb #94c98360
+class TopLossesTab(widgets.VBox):
+    "The highest-loss items one at a time: image, classes, probability, loss, and a Grad-CAM overlay."
+    def __init__(self,
+        ev:Evaluation,         # what to show (Grad-CAM needs its `model`)
+        n_top:int=50,          # how many of the highest-loss items to offer
+        image_side:int=192,    # side of the image, in pixels
+    ):
+        self.ev, self.image_side, self._cams = ev, image_side, {}
+        self.order = np.argsort(-ev.losses, kind="stable")[:max(1, n_top)]
+        self.prev_button, self.next_button = (tag(b, c) for b, c in zip(nav_buttons(), ("cvkit-prev", "cvkit-next")))
+        self.slider = tag(widgets.IntSlider(value=1, min=1, max=len(self.order), description="rank", continuous_update=False),
+                          "cvkit-top-losses-slider")
+        self.gradcam_toggle = tag(widgets.ToggleButton(value=False, description="Grad-CAM", icon="eye"), "cvkit-gradcam-toggle")
+        self.gradcam_target = tag(widgets.ToggleButtons(options=["predicted", "true"], value="predicted",
+            tooltips=["evidence for the predicted class", "evidence for the true class"]), "cvkit-gradcam-target")
+        if ev.model is None:
+            self.gradcam_toggle.disabled = self.gradcam_target.disabled = True
+            self.gradcam_toggle.tooltip = "Grad-CAM needs the model: build the dashboard from a learner or from evaluate(learn)"
+        else: self.gradcam_toggle.tooltip = "overlay where the model found evidence for the class"
+        side = f"{image_side}px"
+        self.top_image = tag(widgets.Image(format="png", layout=widgets.Layout(width=side, height=side)), "cvkit-top-loss-image")
+        self.top_caption = tag(widgets.HTML(), "cvkit-top-loss-caption")
+        self.prev_button.on_click(lambda _: self._step(-1))
+        self.next_button.on_click(lambda _: self._step(1))
+        for w in (self.slider, self.gradcam_toggle, self.gradcam_target): w.observe(lambda _: self._render(), "value")
+        self._render()
+        super().__init__([widgets.HBox([self.prev_button, self.slider, self.next_button]),
+                          widgets.HBox([self.gradcam_toggle, self.gradcam_target]), self.top_image, self.top_caption])
+        self.add_class("cvkit-top-losses")
+
+    def _step(self, d:int): self.slider.value = int(np.clip(self.slider.value + d, 1, self.slider.max))
+
+    def _cam(self, i:int, target:int)->np.ndarray:
+        if (i, target) not in self._cams: self._cams[(i, target)] = grad_cam(self.ev, i, target=target)
+        return self._cams[(i, target)]
+
+    def _render(self):
+        ev, rank = self.ev, self.slider.value
+        i = int(self.order[rank - 1]); t, p = int(ev.targets[i]), int(ev.preds[i])
+        img, note = item_image(ev, i), ""
+        if self.gradcam_toggle.value:
+            target = p if self.gradcam_target.value == "predicted" else t
+            try:
+                img = overlay_heatmap(img, self._cam(i, target))
+                note = f" · Grad-CAM: evidence for <b>{html.escape(ev.classes[target])}</b>"
+            except CvkitError as e: note = f" · Grad-CAM failed: {html.escape(str(e))}"
+        self.top_image.value = image_png(img, self.image_side)
+        self.prev_button.disabled, self.next_button.disabled = rank <= 1, rank >= self.slider.max
+        self.top_caption.value = (f"rank {rank} of {self.slider.max} (item {i}): true <b>{html.escape(ev.classes[t])}</b>, "
+                                  f"predicted <b>{html.escape(ev.classes[p])}</b> (probability {ev.probs[i, p]:.2f}; "
+                                  f"true class {ev.probs[i, t]:.2f}) · loss {ev.losses[i]:.2f}{note}")
+
 # %% ../nbs/10_dashboard.ipynb #8d6093c1
 class InterpretationDashboard(widgets.VBox):
     "Metrics, a clickable confusion matrix and a top-losses browser with Grad-CAM, in one widget."
@@ -79,132 +188,23 @@ class InterpretationDashboard(widgets.VBox):
             raise ConfigError(f"InterpretationDashboard needs a Learner or an Evaluation, not {type(source).__name__}")
         if source.dl is None: raise ConfigError("this Evaluation has no DataLoader, so its images cannot be shown; use `evaluate(learn)`")
         self.ev, self.max_images, self.n_bins, self.image_side = source, max_images, n_bins, image_side
-        self.order = np.argsort(-source.losses, kind="stable")[:max(1, n_top)]
-        self._cams = {}
-        self.tabs = widgets.Tab(children=[self._metrics_tab(), self._confusion_tab(), self._top_losses_tab()])
+        self.metrics = MetricsTab(source, n_bins)
+        self.confusion = ConfusionTab(source, max_images)
+        self.top_losses = TopLossesTab(source, n_top, image_side)
+        self.tabs = tag(widgets.Tab(children=[self.metrics, self.confusion, self.top_losses]), "cvkit-dashboard-tabs")
         self.tabs.titles = ("Metrics", "Confusion matrix", "Top losses")
-        self.tabs.add_class("cvkit-dashboard-tabs")
+        for name in ("cm_buttons", "cell_caption", "cell_box"): setattr(self, name, getattr(self.confusion, name))
+        for name in ("order", "slider", "prev_button", "next_button", "gradcam_toggle", "gradcam_target", "top_image", "top_caption"):
+            setattr(self, name, getattr(self.top_losses, name))
         title = widgets.HTML(f"<b>{html.escape(repr(source))}</b>, {len(source.classes)} classes")
         super().__init__([title, self.tabs])
         self.add_class("cvkit-dashboard")
 
-    # ---- Metrics
-    def _metrics_tab(self):
-        ev = self.ev
-        summary = widgets.HTML(_table_html(ev.summary(self.n_bins), shade=(), digits=4))
-        summary.add_class("cvkit-metrics-summary")
-        table = widgets.HTML(_table_html(ev.per_class(averages=True)))
-        table.add_class("cvkit-per-class")
-        png = figure_png(plot_reliability(ev, self.n_bins, figsize=(4.2, 4.6)))
-        w, h = PILImage.open(io.BytesIO(png)).size                  # fixed size: a flex box would squeeze it
-        rel = widgets.Image(value=png, format="png", layout=widgets.Layout(width=f"{w}px", height=f"{h}px", flex="none"))
-        rel.add_class("cvkit-reliability")
-        box = widgets.HBox([widgets.VBox([summary, table], layout=widgets.Layout(margin="0 24px 0 0")), rel])
-        box.add_class("cvkit-metrics")
-        return box
-
-    # ---- Confusion matrix
-    def _confusion_tab(self):
-        ev, n = self.ev, len(self.ev.classes)
-        cm = ev.confusion_matrix()
-        frac = cm/cm.sum(1, keepdims=True).clip(min=1)
-        off = frac[~np.eye(n, dtype=bool)]
-        vmax_off = off.max() if off.size and off.max() > 0 else 1.0
-        label = lambda s: widgets.HTML(f"<div style='text-align:center;font-size:11px;overflow:hidden;white-space:nowrap' "
-                                       f"title='{html.escape(str(s))}'>{html.escape(str(s))}</div>")
-        cells = [label("true ↓  predicted →")] + [label(c) for c in ev.classes]
-        self.cm_buttons = []
-        for i, a in enumerate(ev.classes):
-            cells.append(label(a)); row = []
-            for j, b in enumerate(ev.classes):
-                bg, fg = cell_colour(frac[i, j], i == j, 1.0 if i == j else vmax_off)
-                btn = widgets.Button(description=str(cm[i, j]), tooltip=f"true {a} → predicted {b}",
-                                     layout=widgets.Layout(width="auto", height="30px", padding="0", margin="0"))
-                btn.style.button_color, btn.style.text_color = bg, fg
-                btn.add_class("cvkit-cm-cell")
-                btn.on_click(lambda _, i=i, j=j: self.show_cell(i, j))
-                cells.append(btn); row.append(btn)
-            self.cm_buttons.append(row)
-        side = max(40, min(64, 600//max(n, 1)))
-        grid = widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=f"120px repeat({n}, {side}px)", grid_gap="2px"))
-        grid.add_class("cvkit-cm-grid")
-        self.cell_caption = widgets.HTML("Click a cell to see its images.")
-        self.cell_caption.add_class("cvkit-cm-caption")
-        self.cell_box = widgets.Box(layout=widgets.Layout(display="flex", flex_flow="row wrap"))
-        self.cell_box.add_class("cvkit-cm-images")
-        return widgets.VBox([grid, self.cell_caption, self.cell_box])
-
     def show_cell(self, true, pred):
         "Show the images of one confusion-matrix cell (class names or indices), highest loss first."
-        ev = self.ev
-        idx = images_for_cell(ev, true, pred)
-        a, b = ev.classes[_class_index(ev.classes, true)], ev.classes[_class_index(ev.classes, pred)]
-        shown = idx[:self.max_images]
-        items = []
-        for k in shown:
-            im = widgets.Image(value=image_png(item_image(ev, int(k)), 96), format="png",
-                               layout=widgets.Layout(width="96px", height="96px"))
-            im.add_class("cvkit-cm-image")
-            cap = widgets.HTML(f"<div style='font-size:10px;text-align:center'>p={ev.probs[k, ev.preds[k]]:.2f} · loss {ev.losses[k]:.2f}</div>")
-            items.append(widgets.VBox([im, cap], layout=widgets.Layout(margin="2px", align_items="center")))
-        self.cell_box.children = items
-        what = "right" if a == b else "mistakes"
-        note = f" (showing {len(shown)} of {len(idx)}, highest loss first)" if len(idx) > len(shown) else (", highest loss first" if len(idx) > 1 else "")
-        self.cell_caption.value = (f"<b>true {html.escape(str(a))} → predicted {html.escape(str(b))}</b>: "
-                                   f"{len(idx)} image{'s' if len(idx) != 1 else ''} ({what}){note}")
+        self.confusion.show_cell(true, pred)
 
     @property
     def cell_images(self)->list:
         "The `Image` widgets the confusion-matrix tab shows now."
-        return [c.children[0] for c in self.cell_box.children]
-
-    # ---- Top losses
-    def _top_losses_tab(self):
-        k = len(self.order)
-        self.prev_button = widgets.Button(description="◀ previous", layout=widgets.Layout(width="110px"))
-        self.next_button = widgets.Button(description="next ▶", layout=widgets.Layout(width="110px"))
-        self.slider = widgets.IntSlider(value=1, min=1, max=k, description="rank", continuous_update=False)
-        self.gradcam_toggle = widgets.ToggleButton(value=False, description="Grad-CAM", icon="eye")
-        self.gradcam_target = widgets.ToggleButtons(options=["predicted", "true"], value="predicted",
-                                                    tooltips=["evidence for the predicted class", "evidence for the true class"])
-        if self.ev.model is None:
-            self.gradcam_toggle.disabled = self.gradcam_target.disabled = True
-            self.gradcam_toggle.tooltip = "Grad-CAM needs the model: build the dashboard from a learner or from evaluate(learn)"
-        else: self.gradcam_toggle.tooltip = "overlay where the model found evidence for the class"
-        for w, c in [(self.prev_button, "cvkit-prev"), (self.next_button, "cvkit-next"), (self.slider, "cvkit-top-losses-slider"),
-                     (self.gradcam_toggle, "cvkit-gradcam-toggle"), (self.gradcam_target, "cvkit-gradcam-target")]:
-            w.add_class(c)
-        self.top_image = widgets.Image(format="png", layout=widgets.Layout(width=f"{self.image_side}px", height=f"{self.image_side}px"))
-        self.top_image.add_class("cvkit-top-loss-image")
-        self.top_caption = widgets.HTML()
-        self.top_caption.add_class("cvkit-top-loss-caption")
-        self.prev_button.on_click(lambda _: self._step(-1))
-        self.next_button.on_click(lambda _: self._step(1))
-        for w in (self.slider, self.gradcam_toggle, self.gradcam_target): w.observe(lambda _: self._render_top(), "value")
-        self._render_top()
-        box = widgets.VBox([widgets.HBox([self.prev_button, self.slider, self.next_button]),
-                            widgets.HBox([self.gradcam_toggle, self.gradcam_target]), self.top_image, self.top_caption])
-        box.add_class("cvkit-top-losses")
-        return box
-
-    def _step(self, d:int): self.slider.value = int(np.clip(self.slider.value + d, 1, self.slider.max))
-
-    def _cam(self, i:int, target:int)->np.ndarray:
-        if (i, target) not in self._cams: self._cams[(i, target)] = grad_cam(self.ev, i, target=target)
-        return self._cams[(i, target)]
-
-    def _render_top(self):
-        ev, rank = self.ev, self.slider.value
-        i = int(self.order[rank - 1]); t, p = int(ev.targets[i]), int(ev.preds[i])
-        img, note = item_image(ev, i), ""
-        if self.gradcam_toggle.value:
-            target = p if self.gradcam_target.value == "predicted" else t
-            try:
-                img = overlay_heatmap(img, self._cam(i, target))
-                note = f" · Grad-CAM: evidence for <b>{html.escape(ev.classes[target])}</b>"
-            except CvkitError as e: note = f" · Grad-CAM failed: {html.escape(str(e))}"
-        self.top_image.value = image_png(img, self.image_side)
-        self.prev_button.disabled, self.next_button.disabled = rank <= 1, rank >= self.slider.max
-        self.top_caption.value = (f"rank {rank} of {self.slider.max} (item {i}): true <b>{html.escape(ev.classes[t])}</b>, "
-                                  f"predicted <b>{html.escape(ev.classes[p])}</b> (probability {ev.probs[i, p]:.2f}; "
-                                  f"true class {ev.probs[i, t]:.2f}) · loss {ev.losses[i]:.2f}{note}")
+        return self.confusion.cell_images

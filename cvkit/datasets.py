@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from .core import *
 
 # %% auto #0
-__all__ = ['SHAPES', 'ARCHIVE_SUFFIXES', 'digits', 'draw_shape', 'shapes', 'is_archive', 'extract_archive']
+__all__ = ['SHAPES', 'ARCHIVE_SUFFIXES', 'digits', 'draw_shape', 'draw_shapes', 'shapes', 'is_archive', 'extract_archive']
 
 # %% ../nbs/01_datasets.ipynb #f9fd620c
 def _build_once(dest:Path, build)->Path:
@@ -68,20 +68,23 @@ def _background(rng:np.random.Generator, size:int)->Image.Image:
     arr = c0[None, None]*(1-mix[..., None]) + c1[None, None]*mix[..., None]
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
 
-def draw_shape(
-    shape:str,                 # one of `SHAPES`
-    rng:np.random.Generator,   # source of all randomness
-    size:int=64,               # image side in pixels
-    noise:float=8.0,           # std of Gaussian pixel noise (0-255 scale)
-)->Image.Image:
-    "Draw one `shape` with random colour, size, position and rotation on a textured background."
-    s = 4                                                  # draw at 4x, then downsample: smooth edges
-    img = _background(rng, size).resize((size*s, size*s))
+def _visible_colour(img:Image.Image, box:tuple, rng:np.random.Generator, min_distance:float)->tuple:
+    "A random colour at least `min_distance` (RGB distance) from the mean colour of `img` inside `box`."
+    bg = np.asarray(img.crop(tuple(int(v) for v in box)), dtype=float).reshape(-1, 3).mean(0)
+    for _ in range(100):
+        c = rng.integers(0, 256, 3)
+        if np.linalg.norm(c - bg) >= min_distance: break
+    return tuple(int(v) for v in c)
+
+def _paint_shape(img:Image.Image, shape:str, rng:np.random.Generator, box:tuple, scale:tuple=(0.22, 0.42), min_contrast:float=0):
+    "Paint `shape` on `img` inside `box` (x0, y0, x1, y1), with a random radius (a fraction `scale` of the box side), position, angle and colour."
     d = ImageDraw.Draw(img)
-    r = rng.uniform(0.22, 0.42) * size * s
-    cx, cy = (rng.uniform(r, size*s - r) for _ in range(2))
+    x0, y0, x1, y1 = box
+    r = rng.uniform(*scale) * min(x1 - x0, y1 - y0)
+    cx, cy = rng.uniform(x0 + r, x1 - r), rng.uniform(y0 + r, y1 - r)
     ang = rng.uniform(0, 2*math.pi)
-    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    colour = (_visible_colour(img, (cx - r, cy - r, cx + r, cy + r), rng, min_contrast) if min_contrast
+              else tuple(int(v) for v in rng.integers(0, 256, 3)))
     if shape == "circle":     d.ellipse([cx-r, cy-r, cx+r, cy+r], fill=colour)
     elif shape == "ellipse":
         e = Image.new("L", img.size, 0); ImageDraw.Draw(e).ellipse([cx-r, cy-r*0.45, cx+r, cy+r*0.45], fill=255)
@@ -98,32 +101,79 @@ def draw_shape(
             d.polygon([(cx+dx*r-dy*w, cy+dy*r+dx*w), (cx+dx*r+dy*w, cy+dy*r-dx*w),
                        (cx-dx*r+dy*w, cy-dy*r-dx*w), (cx-dx*r-dy*w, cy-dy*r+dx*w)], fill=colour)
     else: raise ConfigError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+
+def _finish(img:Image.Image, rng:np.random.Generator, size:int, noise:float)->Image.Image:
+    "Downsample a 4x drawing to `size` px and add Gaussian pixel noise."
     img = img.resize((size, size), Image.LANCZOS)
     if noise > 0:
         arr = np.asarray(img, dtype=np.float32) + rng.normal(0, noise, (size, size, 3))
         img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
     return img
 
+def draw_shape(
+    shape:str,                 # one of `SHAPES`
+    rng:np.random.Generator,   # source of all randomness
+    size:int=64,               # image side in pixels
+    noise:float=8.0,           # std of Gaussian pixel noise (0-255 scale)
+)->Image.Image:
+    "Draw one `shape` with random colour, size, position and rotation on a textured background."
+    s = 4                                                  # draw at 4x, then downsample: smooth edges
+    img = _background(rng, size).resize((size*s, size*s))
+    _paint_shape(img, shape, rng, (0, 0, size*s, size*s))
+    return _finish(img, rng, size, noise)
+
+def draw_shapes(
+    names:list[str],           # shapes to draw (each at most once), one per quarter of the image
+    rng:np.random.Generator,   # source of all randomness
+    size:int=64,               # image side in pixels
+    noise:float=8.0,           # std of Gaussian pixel noise (0-255 scale)
+)->Image.Image:
+    "Draw several shapes, each in its own random quarter of the image, on one textured background."
+    if len(names) > 4: raise ConfigError(f"at most 4 shapes fit in one image, not {len(names)}")
+    s, h = 4, size*2                                       # h: half the 4x side
+    img = _background(rng, size).resize((size*s, size*s))
+    for name, q in zip(names, rng.permutation(4)):
+        x0, y0 = (q % 2)*h, (q // 2)*h
+        _paint_shape(img, name, rng, (x0, y0, x0 + h, y0 + h), scale=(0.28, 0.45), min_contrast=120)   # every label visible
+    return _finish(img, rng, size, noise)
+
+
 # %% ../nbs/01_datasets.ipynb #2975cbec
+def _write_multilabel(tmp:Path, names:list[str], n:int, size:int, noise:float, rng:np.random.Generator, max_labels:int):
+    "Write `n` images with 1 to `max_labels` of `names` each to tmp/images, and their labels to tmp/labels.csv."
+    (tmp/"images").mkdir(parents=True)
+    rows = ["file,labels"]
+    for i in range(n):
+        k = int(rng.integers(1, min(max_labels, len(names)) + 1))
+        drawn = [names[j] for j in sorted(rng.choice(len(names), k, replace=False))]
+        draw_shapes(drawn, rng, size, noise).save(tmp/"images"/f"{i:04d}.png")
+        rows.append(f"images/{i:04d}.png,{' '.join(drawn)}")
+    (tmp/"labels.csv").write_text("\n".join(rows) + "\n")
+
 def shapes(
-    n_per_class:int=100,         # images per class
+    n_per_class:int=100,         # images per class (multi-label: this many images per label, on average over the set)
     classes:int|list[str]=4,     # how many of `SHAPES` (the first n), or their names
     size:int=64,                 # image side in pixels
     seed:int=0,                  # same seed, same images
     noise:float=8.0,             # std of the Gaussian pixel noise
     dest:str|Path|None=None,     # folder to write to (default: the cvkit cache, keyed by the arguments)
+    multilabel:bool=False,       # several shapes per image: images/ plus labels.csv (file, space-separated labels)
+    max_labels:int=3,            # multi-label: at most this many shapes per image (1 to 4)
 )->Path:
-    "Write a synthetic image-classification dataset of coloured shapes on textured backgrounds; return its folder."
+    "Write a synthetic dataset of coloured shapes on textured backgrounds (one per image, or several with `multilabel`); return its folder."
     names = list(SHAPES[:classes]) if isinstance(classes, int) else list(classes)
     bad = [n for n in names if n not in SHAPES]
     if bad: raise ConfigError(f"unknown shape(s) {bad}; choose from {', '.join(SHAPES)}")
     if isinstance(classes, int) and not 2 <= classes <= len(SHAPES):
         raise ConfigError(f"classes must be between 2 and {len(SHAPES)}, not {classes}")
     if n_per_class < 1 or size < 8: raise ConfigError("need n_per_class >= 1 and size >= 8")
-    key = hashlib.sha1(repr((n_per_class, names, size, seed, noise)).encode()).hexdigest()[:10]
-    dest = Path(dest) if dest is not None else cache_dir("datasets")/f"shapes-{key}"
+    if multilabel and not 1 <= max_labels <= 4: raise ConfigError(f"max_labels must be between 1 and 4, not {max_labels}")
+    args = (n_per_class, names, size, seed, noise) + ((True, max_labels) if multilabel else ())
+    key = hashlib.sha1(repr(args).encode()).hexdigest()[:10]
+    dest = Path(dest) if dest is not None else cache_dir("datasets")/f"shapes-{'multi-' if multilabel else ''}{key}"
     def build(tmp:Path):
         rng = np.random.default_rng(seed)
+        if multilabel: return _write_multilabel(tmp, names, n_per_class*len(names), size, noise, rng, max_labels)
         for name in names:
             (tmp/name).mkdir(parents=True, exist_ok=True)
             for i in range(n_per_class): draw_shape(name, rng, size, noise).save(tmp/name/f"{i:04d}.png")

@@ -15,35 +15,41 @@ from fastai.vision.all import Learner, create_vision_model, create_timm_model
 import cvkit
 from .core import *
 from .models import arch_spec
-from .data import load_image, resize_image
+from .tasks import Prediction, MultiLabelPrediction, MultiLabel, thresholds_for
+from .data import DataSpec, load_image
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'save_model', 'export', 'build_model', 'Prediction', 'Predictor',
-           'load_model', 'predict', 'export_onnx', 'onnx_session']
+__all__ = ['FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'export', 'build_model', 'Predictor', 'load_model', 'predict',
+           'export_onnx', 'onnx_session']
 
 # %% ../nbs/08_export.ipynb #c1ebc9ec
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                     # 2: "task" and "threshold"; 1 (no task) loads as single-label
 META_FILE, WEIGHTS_FILE = "cvkit.json", "model.safetensors"
 
-def export(learn:Learner, out:str|Path)->Path:
+def _preprocessing_text(spec:DataSpec)->str:
+    return (f"convert to RGB; resize to {spec.size}x{spec.size} ({spec.resize_method}); scale pixels to 0-1; "
+            + ("subtract mean, divide by std (per channel)" if spec.mean is not None else "no normalisation") + "; NCHW float32")
+
+def export(
+    learn:Learner,               # a trained learner (its data built by `image_dataloaders`)
+    out:str|Path,                # folder to write
+    threshold:float|dict|None=None, # multi-label decision threshold(s) (default: `learn.threshold` if set, else 0.5)
+)->Path:
     "Write `out`/model.safetensors and `out`/cvkit.json for `learn` (atomically); return `out`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    info = learn.dls.info
+    spec, arch = learn.dls.spec, arch_spec(learn.arch_name)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     with atomic_write(out/WEIGHTS_FILE) as f: f.write(save_safetensors(state))
+    pretrained = bool(getattr(learn, "pretrained", False))
     meta = {"format_version": FORMAT_VERSION, "cvkit_version": cvkit.__version__,
-            "arch": learn.arch_name, "arch_kwargs": learn.arch_kwargs, "family": arch_spec(learn.arch_name).family,
-            "classes": list(learn.dls.vocab), "pretrained": bool(getattr(learn, "pretrained", False)),
-            "weights": arch_spec(learn.arch_name).weights if getattr(learn, "pretrained", False) else None,
-            "size": info.size, "resize_method": info.resize_method,
-            "normalize": info.normalize, "mean": info.mean, "std": info.std,
-            "preprocessing": f"convert to RGB; resize to {info.size}x{info.size} ({info.resize_method}); scale pixels "
-                             f"to 0-1; " + ("subtract mean, divide by std (per channel)" if info.normalize != "none"
-                                            else "no normalisation") + "; NCHW float32"}
+            "arch": learn.arch_name, "arch_kwargs": learn.arch_kwargs, "family": arch.family,
+            "pretrained": pretrained, "weights": arch.weights if pretrained else None,
+            **spec.to_meta(), "preprocessing": _preprocessing_text(spec)}
+    if isinstance(spec.task, MultiLabel):
+        meta["threshold"] = thresholds_for(threshold if threshold is not None else getattr(learn, "threshold", None), spec.classes)
+        meta["output"] = "logits; the probability of each label is sigmoid(logit); a label is predicted at or above its threshold"
     save_json(meta, out/META_FILE)
     return out
-
-save_model = export   # the same, by the name the tutorials use
 
 # %% ../nbs/08_export.ipynb #6fef9843
 def build_model(meta:dict)->torch.nn.Module:
@@ -54,50 +60,29 @@ def build_model(meta:dict)->torch.nn.Module:
     if spec.family == "timm": return create_timm_model(spec.builder, n_out, pretrained=False, **kw)[0]
     return create_vision_model(spec.builder, n_out, pretrained=False, **kw)
 
-@dataclass
-class Prediction:
-    "The predicted class, its probability, and the probability of every class."
-    label:str
-    probability:float
-    probs:dict[str,float]
-    def __repr__(self): return f"Prediction({self.label!r}, p={self.probability:.3f})"
-
 class Predictor:
-    "A trained model ready for inference: image (path, PIL image or HWC array) in, `Prediction` out."
+    "A trained model ready for inference: image (path, PIL image or HWC array) in, a prediction of its task out."
     def __init__(self, model:torch.nn.Module, meta:dict, device=None):
         self.meta, self.device = meta, torch.device(device or "cpu")
         self.model = model.to(self.device).eval()
-        self.mean = torch.tensor(meta["mean"]).view(1, 3, 1, 1).to(self.device)
-        self.std = torch.tensor(meta["std"]).view(1, 3, 1, 1).to(self.device)
+        self.spec = DataSpec.from_meta(meta)           # preprocessing, task and classes, exactly as in training
+        self.task = self.spec.task
     @property
     def classes(self)->list[str]: return self.meta["classes"]
+    @property
+    def threshold(self)->dict|None: return self.meta.get("threshold")
 
     def preprocess(self, images:list)->torch.Tensor:
         "Resize and normalise images exactly as in training; return a float batch."
-        size, method = self.meta["size"], self.meta["resize_method"]
-        arrs = []
-        for im in images:
-            if isinstance(im, (str, Path)):
-                try: arrs.append(load_image(Path(im), size, method))
-                except FileNotFoundError: raise DataError(f"image {im} does not exist")
-                except Exception as e: raise DataError(f"{im}: cannot read it as an image ({e})") from e
-            else:
-                im = im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im))
-                arrs.append(np.asarray(resize_image(im.convert("RGB"), size, method)))
-        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255).to(self.device)
-        return (x - self.mean)/self.std if self.meta.get("normalize", "data") != "none" else x
+        return self.spec.to_input(list(images), self.device)
 
     @torch.no_grad()
-    def predict_batch(self, images:list)->list[Prediction]:
-        "Predict a list of images at once."
-        probs = self.model(self.preprocess(images)).float().softmax(1).cpu()
-        out = []
-        for p in probs:
-            i = int(p.argmax())
-            out.append(Prediction(self.classes[i], float(p[i]), dict(zip(self.classes, p.tolist()))))
-        return out
+    def predict_batch(self, images:list)->list:
+        "Predict a list of images at once: a `Prediction` each (multi-label: a `MultiLabelPrediction`)."
+        probs = self.task.probabilities(self.model(self.preprocess(images))).cpu().numpy()
+        return self.task.decode(probs, self.classes, self.threshold)
 
-    def predict(self, image)->Prediction:
+    def predict(self, image):
         "Predict one image."
         return self.predict_batch([image])[0]
 
@@ -153,7 +138,7 @@ def export_onnx(
     except ImportError as e: raise CvkitError("ONNX export needs onnx and onnxscript: pip install 'cvkit[onnx]'") from e
     if not isinstance(model, Predictor): model = load_model(model)
     m, meta = model.model.cpu().eval(), model.meta
-    mean, std = (meta["mean"], meta["std"]) if meta.get("normalize") != "none" else ([0.]*3, [1.]*3)
+    mean, std = (model.spec.mean, model.spec.std) if model.spec.mean is not None else ([0.]*3, [1.]*3)
     wrapped = _WithNormalization(m, mean, std).eval()
     size = meta["size"]
     x = torch.rand(2, 3, size, size)

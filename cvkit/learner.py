@@ -13,12 +13,13 @@ from fastai.vision.all import (Learner, vision_learner, accuracy, Adam, SGD, Cro
     MixedPrecision, ChannelsLast, noop, IN_NOTEBOOK, DataLoaders, params, AvgSmoothLoss, TensorImage)
 from .core import *
 from .models import ArchSpec, arch_spec, pretrained_state_dict, load_backbone, body_groups, PatchWhitening, IMAGENET_MEAN, IMAGENET_STD
+from .tasks import Task, SingleLabel
 from .data import TensorImageDataset, set_normalization
 
 # %% auto #0
 __all__ = ['WHITEN_IMAGES', 'EpochLogger', 'use_plain_logging', 'apply_precision', 'ChannelsLastBatches', 'DeviceSmoothLoss',
            'DeviceMetrics', 'CompileTimer', 'compile_model', 'match_normalization', 'body_modules',
-           'KeepBatchNormStats', 'reseed_dataloaders', 'whitening_images', 'init_whitening', 'cv_learner',
+           'KeepBatchNormStats', 'reseed_dataloaders', 'whitening_images', 'init_whitening', 'data_task', 'cv_learner',
            'show_frozen']
 
 # %% ../nbs/05_learner.ipynb #a971012c
@@ -26,7 +27,7 @@ class EpochLogger(Callback):
     "Print one plain line per epoch (loss, metrics, time): readable in files and CI logs."
     order = 65
     def __init__(self, file=None): self.file = file
-    def before_fit(self): self.t0, self.trained = time.perf_counter(), False
+    def before_fit(self): self.clock, self.trained = Timer().start(), False
     def before_train(self): self.trained = True
     def after_fit(self): self.trained = False                  # a cancelled fit must not leak into `get_preds`
     def after_epoch(self):
@@ -38,7 +39,7 @@ class EpochLogger(Callback):
         for n, v in zip(names[1:], vals[1:]):
             if n == "time": continue
             parts.append(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}")
-        parts.append(f"{time.perf_counter() - self.t0:.1f}s")
+        parts.append(f"{self.clock.elapsed:.1f}s")
         print("  ".join(parts), file=self.file or sys.stdout, flush=True)
 
 # %% ../nbs/05_learner.ipynb #887ec7f6
@@ -106,12 +107,11 @@ class CompileTimer(Callback):
     "Time the first training batches of a `torch.compile`d model: compilation vs the steady batch time."
     order = 100
     def __init__(self, n:int=6): self.n, self.times, self.compile_seconds = n, [], None
-    def _sync(self): synchronize(self.dls.device)
     def before_batch(self):
-        if self.training and len(self.times) < self.n: self._sync(); self.t0 = time.perf_counter()
+        if self.training and len(self.times) < self.n: self.clock = Timer(self.dls.device).start()
     def after_batch(self):
         if not (self.training and len(self.times) < self.n): return
-        self._sync(); self.times.append(time.perf_counter() - self.t0)
+        self.times.append(self.clock.stop())
         if len(self.times) == self.n or len(self.times) == len(self.dl): self._report()
     def after_fit(self):
         if self.compile_seconds is None and self.times: self._report()
@@ -143,9 +143,9 @@ def _with_state_dict(fn, state_dict:dict):
 # %% ../nbs/05_learner.ipynb #1aa81ca7
 def match_normalization(dls:DataLoaders, spec:ArchSpec)->bool:
     "Normalise `dls` with the statistics `spec`'s weights were trained with; return whether anything changed."
-    info = getattr(dls, "info", None)
+    info = getattr(dls, "spec", None)
     if info is None:
-        log.warning(f"these DataLoaders carry no DataInfo: make sure they normalise with mean {spec.mean}, std {spec.std}")
+        log.warning(f"these DataLoaders carry no DataSpec: make sure they normalise with mean {spec.mean}, std {spec.std}")
         return False
     name = "imagenet" if (spec.mean, spec.std) == (IMAGENET_MEAN, IMAGENET_STD) else spec.name
     if info.normalize != "none" and all(abs(a - b) < 1e-6 for a, b in zip([*info.mean, *info.std], [*spec.mean, *spec.std])):
@@ -201,6 +201,12 @@ def init_whitening(model:nn.Module, dls:DataLoaders, n:int=WHITEN_IMAGES)->int:
         for m in layers: m.init_from(x)
     return len(layers)
 
+# %% ../nbs/05_learner.ipynb #5b512f7b
+def data_task(dls:DataLoaders)->Task:
+    "The task of `dls` (from its `DataSpec`; DataLoaders built elsewhere are taken as single-label)."
+    spec = getattr(dls, "spec", None)
+    return spec.task if spec is not None else SingleLabel()
+
 # %% ../nbs/05_learner.ipynb #f756bc6b
 def cv_learner(
     dls:DataLoaders,                 # from `image_dataloaders`
@@ -208,9 +214,9 @@ def cv_learner(
     pretrained:bool=False,           # start from the architecture's pretrained weights (the data is normalised to match them)
     opt:str="adam",                  # "adam" (AdamW-style decoupled weight decay) or "sgd" (momentum 0.9)
     wd:float|None=None,              # weight decay (None: fastai's default, 0.01)
-    label_smoothing:float=0.0,       # spread this much target probability over the other classes
+    label_smoothing:float=0.0,       # spread this much target probability over the other classes (single-label)
     dropout:float|None=None,         # dropout before the classifier (None: the architecture's default)
-    metrics:list|None=None,          # fastai metrics (default: accuracy)
+    metrics:list|None=None,          # fastai metrics (default: the task's, e.g. accuracy; multi-label: accuracy per label and macro F1)
     precision:str="auto",            # "auto", "fp32", "bf16" or "fp16"
     channels_last:bool=True,         # NHWC memory layout for convolutions (faster on CPUs and tensor cores)
     save_best:bool|str=False,        # keep the weights of the best epoch (monitor: True = valid_loss, or a metric name)
@@ -231,8 +237,9 @@ def cv_learner(
     n_out = len(dls.vocab)
     if opt not in ("adam", "sgd"): raise ConfigError(f"opt must be adam or sgd, not {opt!r}")
     opt_func = Adam if opt == "adam" else (lambda params, lr, **kw: SGD(params, lr, mom=0.9, **kw))
-    loss = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat()
-    metrics = [accuracy] if metrics is None else metrics
+    task = data_task(dls)
+    loss = task.loss(label_smoothing)
+    metrics = task.metrics() if metrics is None else metrics
     common = dict(loss_func=loss, opt_func=opt_func, metrics=metrics, path=path, wd=wd)
     pretrained = pretrained or weights is not None
     if keep_bn_stats is None: keep_bn_stats = pretrained and spec is not None and not spec.small_images
@@ -265,7 +272,7 @@ def cv_learner(
             raise
     learn.arch_name, learn.arch_spec = (spec.name, spec) if spec is not None else (type(arch).__name__, None)
     learn.arch_kwargs = dict(arch_kwargs)
-    learn.pretrained = pretrained
+    learn.pretrained, learn.task = pretrained, task
     if keep_bn_stats: learn.add_cb(KeepBatchNormStats())
     apply_precision(learn, precision)
     if channels_last: learn.add_cb(ChannelsLastBatches())

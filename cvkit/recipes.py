@@ -4,16 +4,15 @@
 
 # %% ../nbs/12_recipes.ipynb #506bbeac
 from __future__ import annotations
-import math, time
+import math, warnings
 from dataclasses import dataclass, asdict
 from functools import partial
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from fastai.vision.all import (Learner, Callback, CancelFitException, CancelValidException, OptimWrapper,
-    ParamScheduler, SchedLin, combine_scheds, TensorImage)
+from fastai.vision.all import Learner, Callback, OptimWrapper, ParamScheduler, SchedLin, combine_scheds
 from .core import *
+from .callbacks import *
 from .augment import RandomTranslate, RandomFlip
 from .data import image_dataloaders, TensorImageDataset
 from .learner import cv_learner, whitening_images
@@ -22,7 +21,7 @@ from .interpret import evaluate
 
 # %% auto #0
 __all__ = ['SpeedRecipe', 'speed_dataloaders', 'speed_param_groups', 'speed_learner', 'speed_schedule', 'FixWhiteningBias',
-           'WeightAveraging', 'TrainClock', 'TimeBudget', 'SkipValidation', 'fit_speed', 'SpeedRun', 'speed_run']
+           'fit_speed', 'SpeedRun', 'speed_run']
 
 # %% ../nbs/12_recipes.ipynb #fc04b40e
 @dataclass
@@ -33,7 +32,7 @@ class SpeedRecipe:
     lr:float=1.5                  # peak learning rate of the weights for a batch of 1024 (scaled in proportion to `bs`)
     momentum:float=0.85           # Nesterov momentum
     wd:float=1.33e-3              # weight decay of the weights (L2, as in torch's SGD)
-    bias_lr:float=64.0            # the batch norms' shifts learn this many times faster, with weight decay this many times smaller
+    bias_lr_mult:float=64.0       # the batch norms' shifts learn this many times faster, with weight decay this many times smaller
     whiten_bias:float=0.3         # fraction of training during which the whitening layer's shift learns (then it is fixed)
     label_smoothing:float=0.2     # target probability spread over the other classes
     warmup:float=0.23             # fraction of training over which the rate climbs to its peak
@@ -52,15 +51,20 @@ class SpeedRecipe:
     @property
     def peak_lr(self)->float: return self.lr*self.bs/1024
     @property
-    def peak_lrs(self)->np.ndarray: return np.array([self.peak_lr*self.bias_lr, self.peak_lr])  # per group: shifts, rest
+    def peak_lrs(self)->np.ndarray: return np.array([self.peak_lr*self.bias_lr_mult, self.peak_lr])  # per group: shifts, rest
     @property
-    def wds(self)->list: return [self.wd/self.bias_lr, self.wd]
+    def wds(self)->list: return [self.wd/self.bias_lr_mult, self.wd]
+    @property
+    def bias_lr(self)->float:
+        "Deprecated: the old name of `bias_lr_mult` (a multiplier, not a rate)."
+        warnings.warn("SpeedRecipe.bias_lr is now bias_lr_mult (a multiplier of the rate, not a rate)", DeprecationWarning, stacklevel=2)
+        return self.bias_lr_mult
 
     def __post_init__(self):
         if self.bs < 1 or self.epochs < 1: raise ConfigError("SpeedRecipe needs bs >= 1 and epochs >= 1")
         if not 0 <= self.warmup < 1: raise ConfigError(f"warmup is a fraction of training in [0, 1), not {self.warmup}")
         if self.ema is not None and not 0 < self.ema < 1: raise ConfigError(f"ema is a decay in (0, 1), not {self.ema}")
-        if self.bias_lr <= 0: raise ConfigError(f"bias_lr is a positive multiplier, not {self.bias_lr}")
+        if self.bias_lr_mult <= 0: raise ConfigError(f"bias_lr_mult is a positive multiplier, not {self.bias_lr_mult}")
         self.widths = tuple(self.widths)
 
 # %% ../nbs/12_recipes.ipynb #2e256735
@@ -105,6 +109,7 @@ def speed_schedule(recipe:SpeedRecipe)->dict:
     return {"lr": combine_scheds([recipe.warmup, 1 - recipe.warmup],
                                  [SchedLin(recipe.start*lr, lr), SchedLin(lr, recipe.end*lr)])}
 
+# %% ../nbs/12_recipes.ipynb #5b5efdb1
 class FixWhiteningBias(Callback):
     "From `until` of training on, leave the `PatchWhitening` layers' shifts where they are."
     def __init__(self, until:float=0.3): self.until = until
@@ -112,51 +117,6 @@ class FixWhiteningBias(Callback):
         if self.learn.pct_train < self.until: return
         for m in self.learn.model.modules():
             if isinstance(m, PatchWhitening): m.bias.grad = None      # the optimiser skips parameters without a gradient
-
-class WeightAveraging(Callback):
-    "Keep an exponential moving average of the weights and buffers from `start` of training on; use it at the end."
-    order = 70
-    def __init__(self, decay:float=0.98, start:float=0.5): self.decay, self.start = decay, start
-    def before_fit(self): self.avg, self.updates = None, 0
-    def after_step(self):
-        if self.learn.pct_train < self.start: return
-        if self.avg is None:
-            self.avg = AveragedModel(self.learn.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
-        self.avg.update_parameters(self.learn.model)            # the first call copies the weights
-        self.updates += 1
-    def after_fit(self):
-        if self.avg is None: return
-        with torch.no_grad():
-            for p, a in zip(self.learn.model.state_dict().values(), self.avg.module.state_dict().values()): p.copy_(a)
-
-class TrainClock(Callback):
-    "Training time (device-synchronised, validation excluded) and the number of training images seen."
-    order = -5                                                  # after TrainEvalCallback, before the schedulers
-    def before_fit(self): self.spent, self.images, self.t0 = 0.0, 0, None
-    def _sync(self): synchronize(self.dls.device)
-    def before_train(self): self._sync(); self.t0 = time.perf_counter()
-    def after_batch(self):
-        if self.training: self.images += len(self.yb[0])
-    def _stop(self):
-        if self.t0 is None: return
-        self._sync(); self.spent += time.perf_counter() - self.t0; self.t0 = None
-    def after_train(self): self._stop()
-    def after_cancel_fit(self): self._stop()
-    @property
-    def elapsed(self)->float: return self.spent + (time.perf_counter() - self.t0 if self.t0 is not None else 0.0)
-
-class TimeBudget(TrainClock):
-    "Stop training after `seconds` of training time, and drive the schedules by time instead of steps."
-    def __init__(self, seconds:float): self.seconds = seconds
-    def before_batch(self):
-        if self.training: self.learn.pct_train = min(1.0, self.elapsed/self.seconds)
-    def after_batch(self):
-        super().after_batch()
-        if self.training and self.elapsed >= self.seconds: self._stop(); raise CancelFitException()
-
-class SkipValidation(Callback):
-    "Skip the per-epoch validation (evaluate once at the end instead)."
-    def before_validate(self): raise CancelValidException()
 
 # %% ../nbs/12_recipes.ipynb #038576d3
 def fit_speed(
@@ -216,23 +176,21 @@ def speed_run(
 )->tuple[SpeedRun, Learner]:
     "Train with the speed recipe and return the timings and accuracies, and the trained learner."
     r = recipe or SpeedRecipe()
-    t0 = time.perf_counter()
-    if hasattr(source, "train") and hasattr(source, "valid"):    # already built: repeated runs decode once
-        dls = source
-        if dls.train.bs != r.bs: log.warning(f"the data's batch size {dls.train.bs} differs from the recipe's {r.bs}; training uses {dls.train.bs}")
-    else: dls = speed_dataloaders(source, r, size, seed=seed, device=device, **data_kwargs)
-    t1 = time.perf_counter()
-    learn = speed_learner(dls, r, seed=seed, plain_logging=True)
-    if not log_epochs: learn.remove_cb(learn.epoch_logger)
-    t2 = time.perf_counter()
+    with Timer() as data_time:
+        if hasattr(source, "train") and hasattr(source, "valid"):    # already built: repeated runs decode once
+            dls = source
+            if dls.train.bs != r.bs: log.warning(f"the data's batch size {dls.train.bs} differs from the recipe's {r.bs}; training uses {dls.train.bs}")
+        else: dls = speed_dataloaders(source, r, size, seed=seed, device=device, **data_kwargs)
+    with Timer() as setup_time:
+        learn = speed_learner(dls, r, seed=seed, plain_logging=True)
+        if not log_epochs: learn.remove_cb(learn.epoch_logger)
     clock = TrainClock()
     fit_speed(learn, r, budget, validate=False, cbs=[clock])
-    t3 = time.perf_counter()
-    acc = evaluate(learn).accuracy
-    tta = evaluate(learn, tta=True, tta_shift=r.translate or None).accuracy if r.tta else None
-    t4 = time.perf_counter()
-    res = SpeedRun(acc, tta, clock.spent, clock.images/max(1, dls.info.n_train), clock.images/max(clock.spent, 1e-9),
-                   t1 - t0, t2 - t1, t4 - t3, getattr(learn, "compile_seconds", None), device_name(dls.device),
-                   learn.precision.name, dls.info.n_train, dls.info.n_valid, asdict(r))
+    with Timer() as eval_time:
+        acc = evaluate(learn).accuracy
+        tta = evaluate(learn, tta=True, tta_shift=r.translate or None).accuracy if r.tta else None
+    res = SpeedRun(acc, tta, clock.spent, clock.images/max(1, dls.spec.n_train), clock.images/max(clock.spent, 1e-9),
+                   data_time.seconds, setup_time.seconds, eval_time.seconds, getattr(learn, "compile_seconds", None),
+                   device_name(dls.device), learn.precision.name, dls.spec.n_train, dls.spec.n_valid, asdict(r))
     log.info(res.summary())
     return res, learn

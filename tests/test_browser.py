@@ -14,7 +14,7 @@ CELLS = [
     """from cvkit.datasets import digits
 from cvkit.data import image_dataloaders
 from cvkit.learner import cv_learner
-from cvkit.augment import AugmentExplorer
+from cvkit.augment_explorer import AugmentExplorer
 from cvkit.dashboard import InterpretationDashboard
 dls = image_dataloaders(digits(), size=32, flip=False, seed=0)
 learn = cv_learner(dls, "simple_cnn", plain_logging=True, channels=(8, 16), hidden=32)
@@ -45,6 +45,7 @@ def test_widgets_in_jupyterlab(tmp_path):
             assert preview.evaluate("img => img.naturalWidth") > 0           # a real, decoded picture
             code = explorer.locator(".cvkit-aug-code textarea")
             src0, code0 = preview.get_attribute("src"), code.input_value()
+            assert "image_dataloaders(digits(), size=32" in code0 and "digits-32px" not in code0   # what you would type, not the cache folder
             handle.scroll_into_view_if_needed()
             handle.focus()
             for _ in range(5): page.keyboard.press("ArrowRight")
