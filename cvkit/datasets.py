@@ -168,7 +168,7 @@ def shapes(
         raise ConfigError(f"classes must be between 2 and {len(SHAPES)}, not {classes}")
     if n_per_class < 1 or size < 8: raise ConfigError("need n_per_class >= 1 and size >= 8")
     if multilabel and not 1 <= max_labels <= 4: raise ConfigError(f"max_labels must be between 1 and 4, not {max_labels}")
-    args = (n_per_class, names, size, seed, noise) + ((True, max_labels) if multilabel else ())
+    args = (n_per_class, names, size, seed, noise) + (("multilabel-v2", max_labels) if multilabel else ())   # bump when the drawing changes
     key = hashlib.sha1(repr(args).encode()).hexdigest()[:10]
     dest = Path(dest) if dest is not None else cache_dir("datasets")/f"shapes-{'multi-' if multilabel else ''}{key}"
     def build(tmp:Path):

@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix, precision_recall_fscore_support
 from fastai.vision.all import Normalize
 from .core import *
-from .tasks import SingleLabel
 from .calibration import expected_calibration_error
 from .data import images_to_input
 
@@ -115,9 +114,6 @@ class Evaluation:
 
     def __repr__(self):
         return f"Evaluation({len(self.targets)} items, accuracy {self.accuracy:.2%}{', with TTA' if self.tta else ''})"
-
-# %% ../nbs/07_evaluation.ipynb #31daca55
-SingleLabel.evaluation_type = Evaluation          # `evaluate` builds one for single-label data
 
 # %% ../nbs/07_evaluation.ipynb #5fb7bc06
 def plot_confusion_matrix(

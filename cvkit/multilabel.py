@@ -141,6 +141,3 @@ def plot_label_confusion(
     fig.suptitle(f"Confusion per label (macro F1 {ev.macro_f1:.3f}, mAP {ev.mean_average_precision:.3f})")
     fig.tight_layout()
     return fig
-
-# %% ../nbs/07_evaluation_multilabel.ipynb #6e1ab0e7
-MultiLabel.evaluation_type = MultiLabelEvaluation    # `evaluate` builds one for multi-label data

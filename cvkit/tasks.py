@@ -4,6 +4,7 @@
 
 # %% ../nbs/01a_tasks.ipynb #6e4e9020
 from __future__ import annotations
+import importlib
 from dataclasses import dataclass, field
 import numpy as np
 import torch
@@ -63,11 +64,11 @@ class Task:
     def probabilities(self, logits:torch.Tensor)->torch.Tensor: raise NotImplementedError
     def item_losses(self, probs:np.ndarray, targets:np.ndarray)->np.ndarray: raise NotImplementedError
     def decode(self, probs:np.ndarray, vocab:list[str], threshold=None)->list: raise NotImplementedError
-    evaluation_type = None         # the class of this task's evaluation, set where it is defined (`cvkit.evaluation`, `cvkit.multilabel`)
+    evaluation_type:str = ""       # "module:Class" of this task's evaluation, imported when first needed (it lives in a later layer)
     def evaluation(self, probs:np.ndarray, targets:np.ndarray, vocab:list[str], **kwargs): raise NotImplementedError
     def _evaluation_type(self):
-        if self.evaluation_type is None: raise ConfigError(f"evaluating {self.description} needs cvkit.interpret; import it first")
-        return self.evaluation_type
+        module, name = self.evaluation_type.split(":")
+        return getattr(importlib.import_module(module), name)
     def counts(self, labels:list)->str: raise NotImplementedError             # "10 classes" / "6 labels, 1.8 per image"
     def __repr__(self): return f"{type(self).__name__}()"
     def __eq__(self, other): return type(self) is type(other)
@@ -77,6 +78,7 @@ class Task:
 class SingleLabel(Task):
     "One class per image: softmax, cross-entropy, accuracy; the prediction is the most probable class."
     name, description = "single_label", "single-label classification"
+    evaluation_type = "cvkit.evaluation:Evaluation"
     def parse(self, raw:str, where:str=""):
         label = "" if raw is None else str(raw).strip()
         if not label: raise DataError(f"{where}: no label; give every row a label (or remove the row)")
@@ -112,6 +114,7 @@ class SingleLabel(Task):
 class MultiLabel(Task):
     "Any set of labels per image: sigmoid per label, binary cross-entropy; labels at or above a threshold are predicted."
     name, description = "multi_label", "multi-label classification"
+    evaluation_type = "cvkit.multilabel:MultiLabelEvaluation"
     def __init__(self, delimiter:str=" "): self.delimiter = delimiter   # between labels in a CSV cell
     def parse(self, raw, where=""):
         text = "" if raw is None else str(raw)
