@@ -159,11 +159,12 @@ def _decoded_tensor(arrays:list, keep:list[int])->torch.Tensor:
     "The kept decoded images as one uint8 tensor (N, C, H, W) (a copy: the decoded arrays stay as they are)."
     return torch.from_numpy(np.stack([arrays[i] for i in keep])).permute(0, 3, 1, 2).contiguous()
 
-def _check_split(task:Task, labels:list, train_idx, vocab:list[str]):
+def _check_split(task:Task, labels:list, train_idx, vocab:list[str], fixed:bool=False):
     "Every class (or label) must have training images."
     seen = set(task.classes([labels[i] for i in train_idx]))
     missing = [c for c in vocab if c not in seen]
-    if missing: raise DataError(f"class(es) {missing} have no training images after the split; add images or lower valid_pct")
+    todo = "add training images of them (the split is given by the data)" if fixed else "add images or lower valid_pct"
+    if missing: raise DataError(f"class(es) {missing} have no training images after the split; {todo}")
 
 def image_dataloaders(
     source,                          # image folder, CSV file, archive, DataFrame or `Items`
@@ -213,7 +214,7 @@ def image_dataloaders(
     else:
         train_idx, valid_idx = split_indices(task.strata(labels), valid_pct, split, kept.is_valid, seed)
         how = "folder" if (split == "folder" or (split == "auto" and kept.is_valid is not None)) else ("stratified" if split == "auto" else split)
-    _check_split(task, labels, train_idx, vocab)
+    _check_split(task, labels, train_idx, vocab, fixed=how in ("folder", "given"))
 
     y = task.encode(labels, vocab)
     if in_memory:

@@ -123,6 +123,8 @@ def plot_confusion_matrix(
     cmap="Blues",
 ):
     "Draw the confusion matrix (counts, or fractions with `normalize`); return the figure."
+    if not hasattr(ev, "confusion_matrix"):
+        raise ConfigError(f"{type(ev).__name__} has no single confusion matrix; use its .plot() (multi-label: one per label)")
     norm = _normalize_arg(normalize)
     cm = ev.confusion_matrix(norm).astype(float)
     n = len(ev.classes)

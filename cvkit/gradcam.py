@@ -39,11 +39,15 @@ def gradcam_layer(model:nn.Module)->nn.Module:
     raise ConfigError(f"cannot find a convolutional layer in {type(model).__name__} for Grad-CAM; pass layer=")
 
 # %% ../nbs/07_gradcam.ipynb #a066f1ff
+def _is_evaluation(o)->bool:
+    "An evaluation of any task (`Evaluation`, `MultiLabelEvaluation`): predictions with the model, data and normalisation behind them."
+    return isinstance(o, Evaluation) or all(hasattr(o, a) for a in ("probs", "targets", "classes", "model", "dl"))
+
 def _model_and_stats(source):
     "The model, class names and input normalisation of a learner, an `Evaluation` or a bare model."
     if isinstance(source, Learner):
         return source.model, list(source.dls.vocab), *_normalization(source.dls.valid)
-    if isinstance(source, Evaluation):
+    if _is_evaluation(source):
         if source.model is None: raise ConfigError("this Evaluation has no model; evaluate it with `evaluate(learn)`")
         return source.model, source.classes, source.mean, source.std
     if isinstance(source, nn.Module): return source, None, None, None
@@ -59,7 +63,7 @@ def _as_batch(source, images, mean, std)->tuple[torch.Tensor, list, bool]:
     xs, shown = [], []
     for im in items:
         if isinstance(im, (int, np.integer)):
-            if not isinstance(source, Evaluation): raise ConfigError("image indices need an Evaluation as the first argument")
+            if not _is_evaluation(source): raise ConfigError("image indices need an Evaluation as the first argument")
             im = item_image(source, int(im))
         if isinstance(im, Image.Image): im = np.asarray(im.convert("RGB"))
         if isinstance(im, torch.Tensor) and im.dtype == torch.uint8: im = im.permute(1, 2, 0).numpy()

@@ -68,6 +68,7 @@ def plot_top_losses(
     for n, (ax, (_, r)) in enumerate(zip(axs.flat, top.iterrows())):
         img = item_image(ev, int(r["index"]))
         ax.imshow(img if cams is None else overlay_heatmap(img, cams[n]))
-        ax.set_title(f"true {r['actual']} · predicted {r['predicted']}\nprob {r['probability']:.2f} · loss {r['loss']:.2f}", fontsize=9)
+        prob = f"prob {r['probability']:.2f} · " if "probability" in r else ""          # multi-label: label sets, no single probability
+        ax.set_title(f"true {r['actual']} · predicted {r['predicted']}\n{prob}loss {r['loss']:.2f}", fontsize=9)
     fig.tight_layout()
     return fig

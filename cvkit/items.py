@@ -84,7 +84,7 @@ def _csv_task(task, raw:list[str], label_delim:str, src:str)->Task:
     "The task of a CSV's label column: as given, or detected from its cells (and said in one line)."
     if task == "auto":
         task, why = detect_task(raw, label_delim)
-        log.info(f"{src}: {why}")
+        if isinstance(task, MultiLabel): log.info(f"{src}: {why}")   # single-label is the default: nothing to say
         return task
     task = get_task(task)
     return MultiLabel(label_delim) if isinstance(task, MultiLabel) else task

@@ -16,9 +16,13 @@ from .tasks import MultiLabel, thresholds_for
 __all__ = ['best_thresholds', 'MultiLabelEvaluation', 'per_label_table', 'plot_label_confusion']
 
 # %% ../nbs/07_evaluation_multilabel.ipynb #60059146
+def _label_kw(targets:np.ndarray)->dict:
+    "scikit-learn reads a one-column indicator as binary data (classes 0 and 1): ask for the positive class only."
+    return {"labels": [1]} if targets.shape[1] == 1 else {}
+
 def _f1_at(probs:np.ndarray, targets:np.ndarray, t:float|np.ndarray)->np.ndarray:
     "F1 of every label at threshold(s) `t`."
-    return precision_recall_fscore_support(targets, (probs >= t).astype(int), average=None, zero_division=0)[2]
+    return precision_recall_fscore_support(targets, (probs >= t).astype(int), average=None, zero_division=0, **_label_kw(targets))[2]
 
 def best_thresholds(
     probs:np.ndarray,            # (N, n_labels) probabilities
@@ -75,7 +79,7 @@ class MultiLabelEvaluation:
         return per_label_table(self, averages)
     def label_confusion(self)->pd.DataFrame:
         "Per label: true positives, false positives, false negatives, true negatives."
-        cm = multilabel_confusion_matrix(self.targets, self.preds)
+        cm = multilabel_confusion_matrix(self.targets, self.preds, **_label_kw(self.targets))
         return pd.DataFrame({"tp": cm[:, 1, 1], "fp": cm[:, 0, 1], "fn": cm[:, 1, 0], "tn": cm[:, 0, 0]},
                             index=pd.Index(self.classes, name="label"))
     def summary(self)->pd.DataFrame:
@@ -107,7 +111,7 @@ class MultiLabelEvaluation:
 # %% ../nbs/07_evaluation_multilabel.ipynb #3b14e90e
 def per_label_table(ev:MultiLabelEvaluation, averages:bool=False)->pd.DataFrame:
     "Precision, recall, F1 (scikit-learn), average precision, support and threshold of every label of `ev`."
-    p, r, f, s = precision_recall_fscore_support(ev.targets, ev.preds, average=None, zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(ev.targets, ev.preds, average=None, zero_division=0, **_label_kw(ev.targets))
     ap = [average_precision_score(ev.targets[:, j], ev.probs[:, j]) if ev.targets[:, j].any() else np.nan
           for j in range(len(ev.classes))]
     df = pd.DataFrame({"precision": p, "recall": r, "f1": f, "average_precision": ap, "support": s,
@@ -128,15 +132,16 @@ def plot_label_confusion(
     cmap="Blues",
 ):
     "One 2×2 confusion matrix per label (rows: actual no/yes; columns: predicted no/yes); return the figure."
-    cm, n = multilabel_confusion_matrix(ev.targets, ev.preds), len(ev.classes)
+    cm, n = multilabel_confusion_matrix(ev.targets, ev.preds, **_label_kw(ev.targets)), len(ev.classes)
+    f1 = _f1_at(ev.probs, ev.targets, ev.thresholds)
     cols = min(cols, n); rows = -(-n//cols)
     fig, axs = plt.subplots(rows, cols, figsize=figsize or (2.6*cols, 2.6*rows), squeeze=False)
-    for ax, c, m in zip(axs.flat, ev.classes, cm):
+    for ax, c, m, f in zip(axs.flat, ev.classes, cm, f1):
         ax.imshow(m, cmap=cmap, vmin=0)
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, int(v), ha="center", va="center", color="white" if v > m.max()/2 else "black")
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["no", "yes"], yticklabels=["no", "yes"],
-               title=f"{c} (F1 {_f1_at(ev.probs[:, [ev.classes.index(c)]], ev.targets[:, [ev.classes.index(c)]], ev.threshold[c])[0]:.2f})")
+               title=f"{c} (F1 {f:.2f})")
     for ax in list(axs.flat)[n:]: ax.axis("off")
     fig.suptitle(f"Confusion per label (macro F1 {ev.macro_f1:.3f}, mAP {ev.mean_average_precision:.3f})")
     fig.tight_layout()

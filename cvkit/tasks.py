@@ -81,7 +81,7 @@ class SingleLabel(Task):
     evaluation_type = "cvkit.evaluation:Evaluation"
     def parse(self, raw:str, where:str=""):
         label = "" if raw is None else str(raw).strip()
-        if not label: raise DataError(f"{where}: no label; give every row a label (or remove the row)")
+        if not label: raise DataError(f"{where} has no label; give every row a label (or remove the row)")
         return label
     def classes(self, labels): return sorted(set(labels))
     def check(self, labels, source):
