@@ -139,6 +139,7 @@ def loader_worker_count(workers:int|str, device:torch.device)->int:
         raise ConfigError(f"loader_workers must be 'auto' or a number >= 0, not {workers!r}")
     return workers
 
+# %% ../nbs/03b_data.ipynb #f5d3b2aa
 def _normalize_arg(normalize)->tuple[str, tuple]:
     "(name, (mean, std)) for `image_dataloaders`' `normalize` argument (statistics None for 'data' and 'none')."
     if isinstance(normalize, (tuple, list)) and len(normalize) == 2 and all(len(v) == 3 for v in normalize):
@@ -147,7 +148,6 @@ def _normalize_arg(normalize)->tuple[str, tuple]:
     if normalize in ("data", "none"): return normalize, (None, None)
     raise ConfigError(f"normalize must be 'data', 'imagenet', 'none' or (mean, std) with 3 values each, not {normalize!r}")
 
-#| export
 def _explicit_split(valid_idx, keep:list[int], n:int)->tuple[np.ndarray,np.ndarray]:
     "Training and validation positions among the kept items, from validation positions among all `n` items."
     v = np.zeros(n, dtype=bool); v[np.asarray(valid_idx, dtype=int)] = True
@@ -166,6 +166,7 @@ def _check_split(task:Task, labels:list, train_idx, vocab:list[str], fixed:bool=
     todo = "add training images of them (the split is given by the data)" if fixed else "add images or lower valid_pct"
     if missing: raise DataError(f"class(es) {missing} have no training images after the split; {todo}")
 
+# %% ../nbs/03b_data.ipynb #4b51f404
 def image_dataloaders(
     source,                          # image folder, CSV file, archive, DataFrame or `Items`
     size:int|None=None,              # image side after resizing (None: from the data, up to 224)

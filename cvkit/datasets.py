@@ -122,6 +122,7 @@ def draw_shape(
     _paint_shape(img, shape, rng, (0, 0, size*s, size*s))
     return _finish(img, rng, size, noise)
 
+# %% ../nbs/01_datasets.ipynb #1804ffda
 def draw_shapes(
     names:list[str],           # shapes to draw (each at most once), one per quarter of the image
     rng:np.random.Generator,   # source of all randomness
@@ -136,7 +137,6 @@ def draw_shapes(
         x0, y0 = (q % 2)*h, (q // 2)*h
         _paint_shape(img, name, rng, (x0, y0, x0 + h, y0 + h), scale=(0.28, 0.45), min_contrast=120)   # every label visible
     return _finish(img, rng, size, noise)
-
 
 # %% ../nbs/01_datasets.ipynb #2975cbec
 def _write_multilabel(tmp:Path, names:list[str], n:int, size:int, noise:float, rng:np.random.Generator, max_labels:int):
@@ -187,6 +187,7 @@ def is_archive(path:str|Path)->bool:
     p = Path(path)
     return p.is_file() and p.name.lower().endswith(ARCHIVE_SUFFIXES)
 
+# %% ../nbs/01_datasets.ipynb #77c36508
 def _check_member(name:str, archive:Path):
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):

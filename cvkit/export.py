@@ -60,6 +60,7 @@ def build_model(meta:dict)->torch.nn.Module:
     if spec.family == "timm": return create_timm_model(spec.builder, n_out, pretrained=False, **kw)[0]
     return create_vision_model(spec.builder, n_out, pretrained=False, **kw)
 
+# %% ../nbs/08_export.ipynb #c5266c66
 class Predictor:
     "A trained model ready for inference: image (path, PIL image or HWC array) in, a prediction of its task out."
     def __init__(self, model:torch.nn.Module, meta:dict, device=None):
@@ -86,6 +87,7 @@ class Predictor:
         "Predict one image."
         return self.predict_batch([image])[0]
 
+# %% ../nbs/08_export.ipynb #2885fa56
 def load_model(
     path:str|Path,             # a folder written by `export` / `cvkit train`
     device=None,               # where to run the model (default: cpu)
@@ -113,6 +115,7 @@ def load_model(
         raise WeightsError(f"{path/WEIGHTS_FILE} does not fit the architecture in {META_FILE}: {str(e).splitlines()[0]}") from e
     return Predictor(model, meta, device)
 
+# %% ../nbs/08_export.ipynb #78c1cd56
 def predict(model:Predictor|str|Path, images:list)->list[Prediction]:
     "Predict `images` (paths, PIL images or arrays) with a `Predictor` or an exported model folder."
     if not isinstance(model, Predictor): model = load_model(model)

@@ -53,6 +53,7 @@ def resize_image(img:Image.Image, size:int, method:str="squish")->Image.Image:
     if method == "pad":    return ImageOps.pad(img, (size, size), Image.BILINEAR, color=(0, 0, 0))
     raise ConfigError(f"resize method must be one of {RESIZE_METHODS}, not {method!r}")
 
+# %% ../nbs/02b_images.ipynb #0378d07d
 def _why_unreadable(path:Path, e:Exception)->str:
     if path.stat().st_size == 0: return "empty file (0 bytes)"
     if isinstance(e, UnidentifiedImageError): return "not an image (unknown or corrupt format)"
@@ -69,6 +70,7 @@ def load_image(path:Path, size:int|None=None, method:str="squish", draft:bool=Tr
         if size is not None: im = resize_image(im, size, method)
         return np.asarray(im)
 
+# %% ../nbs/02b_images.ipynb #26bb79f6
 def decode_images(files:list[Path], size:int|None=None, method:str="squish", workers:int=4, keep:bool=True, cache:bool=True):
     "Decode all `files`; return (arrays, or None for broken files; list of (file, reason) for the broken ones)."
     key = _cache_key(files, size, method) if keep and cache and size is not None else None

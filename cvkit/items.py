@@ -174,7 +174,8 @@ def read_items(
         log.info(f"extracting {p} ...")
         p = extract_archive(p)
     # one CSV and at most one folder (its images): a CSV dataset; class folders win otherwise
-    if p.is_dir() and _csv_in_folder(p): return items_from_csv(_csv_in_folder(p), task=task, **csv_kwargs)
+    csv = _csv_in_folder(p) if p.is_dir() else None
+    if csv is not None: return items_from_csv(csv, task=task, **csv_kwargs)
     if p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".txt"): return items_from_csv(p, task=task, **csv_kwargs)
     if p.is_file(): raise DataError(f"{p} is a file, but not a CSV or a supported archive")
     if task != "auto" and not isinstance(get_task(task), SingleLabel):

@@ -295,6 +295,7 @@ class LRComparison:
     def __repr__(self): return f"LRComparison of {len(self.runs)} run(s), {self.epochs} epoch(s) each\n{self.table().to_string()}"
     def _repr_html_(self): return self.table().to_html()
 
+# %% ../nbs/09_lr_find.ipynb #461b4770
 def compare_lrs(
     learn:Learner,     # the learner (left as it was)
     lrs:list,          # rates to try

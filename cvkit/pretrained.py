@@ -47,6 +47,7 @@ def train_cifar_resnet(
     figures = {"epochs": epochs, "lr": lr, "bs": bs, "seed": seed, "minutes": round((time.perf_counter() - t0)/60, 1)}
     return publish_backbone(learn, "cifar_resnet", figures, out)
 
+# %% ../nbs/12a_pretrained.ipynb #71bf3673
 def publish_backbone(learn, arch:str, figures:dict, out:str|Path|None=None, dtype=None)->dict:
     "Round `learn`'s weights to the storage `dtype`, evaluate what will ship (plain and with TTA), write weights and card."
     with torch.no_grad():
@@ -62,6 +63,7 @@ def publish_backbone(learn, arch:str, figures:dict, out:str|Path|None=None, dtyp
     save_bundled(arch, learn.model.state_dict(), figures, ev.per_class(), out, dtype)
     return figures
 
+# %% ../nbs/12a_pretrained.ipynb #5bfe64e3
 def save_bundled(arch:str, state:dict, figures:dict, per_class, out:str|Path|None=None, dtype=None)->Path:
     "Write `arch`'s weights (with `figures` as metadata, cast to `dtype` if given) and its model card to `out`."
     out = Path(out) if out is not None else Path(cvkit.__file__).parent/"weights"

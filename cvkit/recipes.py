@@ -164,6 +164,7 @@ class SpeedRun:
         return (f"{100*self.accuracy:.2f} % accuracy{tta} after {self.epochs:.2f} epochs in {self.train_seconds:.1f} s "
                 f"of training{comp} ({self.images_per_second:.0f} images/s) on {self.device}, {self.precision}")
 
+# %% ../nbs/12_recipes.ipynb #5f4d77fb
 def speed_run(
     source,                           # anything `image_dataloaders` accepts (e.g. CIFAR-10's train/ and test/ folders), or ready `speed_dataloaders`
     recipe:SpeedRecipe|None=None,     # settings (default: `SpeedRecipe()`)
