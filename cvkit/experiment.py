@@ -13,12 +13,13 @@ from .items import read_items
 from .images import typical_side
 from .data import image_dataloaders
 from .learner import cv_learner
+from .callbacks import TrainingHistory, plot_history
 from .interpret import evaluate
 from .export import export
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'TrainConfig', 'ArchChoice', 'choose_arch', 'TrainPlan', 'training_plan',
-           'TrainResult', 'train']
+           'TrainResult', 'read_config_items', 'train']
 
 # %% ../nbs/13_experiment.ipynb #994d9faf
 @dataclass(kw_only=True)
@@ -128,53 +129,74 @@ class TrainResult:
     plan:TrainPlan
     metrics:dict
     out:Path|None = None
+    history:object = None              # one row per epoch (`TrainingHistory.frame()`): losses, metrics, learning rate
     def __repr__(self): return f"TrainResult({self.plan.arch}: {self.evaluation.headline()}{f'; in {self.out}' if self.out else ''})"
 
 # %% ../nbs/13_experiment.ipynb #b9097be8
-def _write_outputs(result:TrainResult, out:Path):
-    "Export the model and write metrics.json and confusion_matrix.png to `out`."
+def _plain(config)->dict:
+    "`config` as JSON-ready values."
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+
+def _write_outputs(result:TrainResult, config:TrainConfig, out:Path):
+    "Export the model and write config.json, history.csv, metrics.json and the two plots to `out`."
     import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     export(result.learn, out)
+    save_json(_plain(config), out/"config.json")
+    with atomic_write(out/"history.csv", "w") as f: result.history.to_csv(f, index=False)
     save_json(result.metrics, out/"metrics.json")
-    fig = result.evaluation.plot()
-    with atomic_write(out/"confusion_matrix.png") as f: fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    for name, fig in (("confusion_matrix.png", result.evaluation.plot()), ("training_curves.png", plot_history(result.history))):
+        with atomic_write(out/name) as f: fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)
 
-def train(config:TrainConfig|None=None, **changes)->TrainResult:
-    "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says."
+# %% ../nbs/13_experiment.ipynb #e743aa3b
+def read_config_items(config:TrainConfig):
+    "The labelled items `config` describes (the built-in digits when `config.data` is None)."
     from cvkit.datasets import digits
+    return read_items(digits() if config.data is None else Path(config.data), config.label_pattern, config.task, **config.csv_kwargs())
+
+# %% ../nbs/13_experiment.ipynb #6a225218
+def train(
+    config:TrainConfig|None=None,      # what to train (None: every default, on the built-in digits)
+    *,
+    items=None,                        # `Items` already read from `config.data` (cross-validation and search read once)
+    valid_idx=None,                    # an explicit split: positions in the items of the validation images
+    cbs:list|None=None,                # extra fastai callbacks for training (e.g. pruning in a search)
+    **changes,                         # `TrainConfig` fields to change, e.g. `epochs=3`
+)->TrainResult:
+    "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says."
     config = TrainConfig(**(asdict(config) if config else {}) | changes)
     config.check()
     builtin = config.data is None
     data_clock, train_clock = Timer().start(), Timer()
-    items = read_items(digits() if builtin else Path(config.data), config.label_pattern, config.task, **config.csv_kwargs())
+    items = items if items is not None else read_config_items(config)
     choice = choose_arch(config.arch, True if config.weights else config.pretrained,
                          None if builtin else typical_side(items.files), config.size, builtin)
     plan = training_plan(config, choice, items.task, builtin)
     spec = arch_spec(plan.arch)
     dls = image_dataloaders(items, size=plan.size, valid_pct=config.valid_pct, split=config.split, bs=plan.bs,
                             resize_method=config.resize, normalize=(list(spec.mean), list(spec.std)) if plan.pretrained else "data",
-                            augment=config.augment, flip=plan.flip, seed=config.seed, device=config.device)
+                            augment=config.augment, flip=plan.flip, seed=config.seed, device=config.device, valid_idx=valid_idx)
     log.info(plan.reason)                               # once the data is read and checked
     learn = cv_learner(dls, plan.arch, pretrained=plan.pretrained, opt=config.opt, wd=config.wd,
                        label_smoothing=plan.label_smoothing, precision=config.precision, seed=config.seed,
                        path=config.out or ".", weights=config.weights)
+    history = TrainingHistory(); learn.add_cbs([history, *(cbs or [])])
     data_clock.stop()
     with train_clock:
         if plan.pretrained: learn.fine_tune(plan.epochs, plan.lr, lr_mult=plan.lr_mult)
         else: learn.fit_one_cycle(plan.epochs, plan.lr)
+    learn.remove_cbs(cbs or [])
     ev = evaluate(learn)
     if isinstance(dls.spec.task, MultiLabel):
         if config.threshold == "auto": learn.threshold = ev.choose_threshold(config.per_label_threshold)
         else: learn.threshold = ev.threshold = thresholds_for(float(config.threshold), ev.classes)
     metrics = ev.to_dict() | {"task": dls.spec.task.name, "arch": learn.arch_name, "pretrained": plan.pretrained,
-        "choice": plan.reason, "epochs": plan.epochs, "lr": plan.lr, "lr_mult": plan.lr_mult, "bs": plan.bs,
-        "label_smoothing": plan.label_smoothing, "seed": config.seed, "precision": learn.precision.name,
+        "choice": plan.reason, "epochs": plan.epochs, "epochs_trained": len(history.rows), "lr": plan.lr, "lr_mult": plan.lr_mult,
+        "bs": plan.bs, "size": dls.spec.size, "label_smoothing": plan.label_smoothing, "seed": config.seed, "precision": learn.precision.name,
         "device": str(dls.device), "data_seconds": round(data_clock.seconds, 2), "train_seconds": round(train_clock.seconds, 2),
         "n_train": dls.spec.n_train, "n_valid": dls.spec.n_valid,
-        "skipped": [{"file": f, "reason": r} for f, r in dls.spec.skipped],
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}}
-    result = TrainResult(learn, ev, plan, metrics, Path(config.out) if config.out else None)
-    if config.out: _write_outputs(result, Path(config.out))
+        "skipped": [{"file": f, "reason": r} for f, r in dls.spec.skipped], "config": _plain(config)}
+    result = TrainResult(learn, ev, plan, metrics, Path(config.out) if config.out else None, history.frame())
+    if config.out: _write_outputs(result, config, Path(config.out))
     return result
