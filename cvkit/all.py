@@ -36,6 +36,12 @@ from .cleaner_ranking import *
 from .cleaner_widget import *
 from .recipes import *
 from .experiment import *
+from .runs import *
+from .kfold import *
+from .search import *
+import cvkit.search as _search
+import cvkit.kfold as _kfold
+import cvkit.runs as _runs
 import cvkit.core as _core, cvkit.datasets as _datasets, cvkit.augment as _augment, cvkit.data as _data
 import cvkit.augment_explorer as _augment_explorer
 import cvkit.models as _models, cvkit.learner as _learner, cvkit.interpret as _interpret, cvkit.export as _export
@@ -48,5 +54,5 @@ import cvkit.multilabel as _multilabel, cvkit.experiment as _experiment
 import cvkit.calibration as _calibration, cvkit.evaluation as _evaluation, cvkit.tta as _tta, cvkit.gradcam as _gradcam
 __all__ = [name for m in (_core, _datasets, _tasks, _items, _images, _split, _augment, _augment_explorer, _augment_mix, _data, _architectures, _models, _learner, _callbacks, _learner_state,
                           _calibration, _evaluation, _tta, _gradcam, _interpret,
-                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _experiment)
+                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _experiment, _runs, _kfold, _search)
            for name in m.__all__]
