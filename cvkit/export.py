@@ -104,6 +104,11 @@ def load_model(
         warnings.warn(f"unpickling {pickles[0]} because trust_pickle=True: this runs any code the file contains")
         from fastai.learner import load_learner
         return load_learner(pickles[0], cpu=device in (None, "cpu"))
+    if (path/META_FILE).is_file() and '"classical"' in (path/META_FILE).read_text():
+        meta = json.loads((path/META_FILE).read_text())
+        if meta.get("kind") == "classical":             # a scikit-learn baseline (`cvkit.baselines`, a later layer)
+            from cvkit.baselines import load_classical
+            return load_classical(path)
     for f in (META_FILE, WEIGHTS_FILE):
         if not (path/f).is_file(): raise CvkitError(f"{path/f} not found; expected a folder written by export / cvkit train")
     meta = json.loads((path/META_FILE).read_text())
