@@ -19,7 +19,7 @@ from .export import export
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'TrainConfig', 'ArchChoice', 'choose_arch', 'TrainPlan', 'training_plan',
-           'TrainResult', 'read_config_items', 'train']
+           'TrainResult', 'read_config_items', 'build_learner', 'train']
 
 # %% ../nbs/13_experiment.ipynb #994d9faf
 @dataclass(kw_only=True)
@@ -155,20 +155,14 @@ def read_config_items(config:TrainConfig):
     from cvkit.datasets import digits
     return read_items(digits() if config.data is None else Path(config.data), config.label_pattern, config.task, **config.csv_kwargs())
 
-# %% ../nbs/13_experiment.ipynb #6a225218
-def train(
-    config:TrainConfig|None=None,      # what to train (None: every default, on the built-in digits)
-    *,
-    items=None,                        # `Items` already read from `config.data` (cross-validation and search read once)
+# %% ../nbs/13_experiment.ipynb #4969b1bd
+def build_learner(
+    config:TrainConfig,                # what to train
+    items=None,                        # `Items` already read from `config.data`
     valid_idx=None,                    # an explicit split: positions in the items of the validation images
-    cbs:list|None=None,                # extra fastai callbacks for training (e.g. pruning in a search)
-    **changes,                         # `TrainConfig` fields to change, e.g. `epochs=3`
-)->TrainResult:
-    "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says."
-    config = TrainConfig(**(asdict(config) if config else {}) | changes)
-    config.check()
+)->tuple:
+    "Everything `train` does before fitting: read, choose, build the data and the learner; returns `(learn, plan)`."
     builtin = config.data is None
-    data_clock, train_clock = Timer().start(), Timer()
     items = items if items is not None else read_config_items(config)
     choice = choose_arch(config.arch, True if config.weights else config.pretrained,
                          None if builtin else typical_side(items.files), config.size, builtin)
@@ -181,6 +175,23 @@ def train(
     learn = cv_learner(dls, plan.arch, pretrained=plan.pretrained, opt=config.opt, wd=config.wd,
                        label_smoothing=plan.label_smoothing, precision=config.precision, seed=config.seed,
                        path=config.out or ".", weights=config.weights)
+    return learn, plan
+
+# %% ../nbs/13_experiment.ipynb #6a225218
+def train(
+    config:TrainConfig|None=None,      # what to train (None: every default, on the built-in digits)
+    *,
+    items=None,                        # `Items` already read from `config.data` (cross-validation and search read once)
+    valid_idx=None,                    # an explicit split: positions in the items of the validation images
+    cbs:list|None=None,                # extra fastai callbacks for training (e.g. pruning in a search)
+    **changes,                         # `TrainConfig` fields to change, e.g. `epochs=3`
+)->TrainResult:
+    "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says."
+    config = TrainConfig(**(asdict(config) if config else {}) | changes)
+    config.check()
+    data_clock, train_clock = Timer().start(), Timer()
+    learn, plan = build_learner(config, items, valid_idx)
+    dls = learn.dls
     history = TrainingHistory(); learn.add_cbs([history, *(cbs or [])])
     data_clock.stop()
     with train_clock:

@@ -20,7 +20,7 @@ from .data import DataSpec, load_image
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'export', 'build_model', 'Predictor', 'load_model', 'predict',
-           'export_onnx', 'onnx_session']
+           'evaluate_model', 'export_onnx', 'onnx_session']
 
 # %% ../nbs/08_export.ipynb #c1ebc9ec
 FORMAT_VERSION = 2                     # 2: "task" and "threshold"; 1 (no task) loads as single-label
@@ -125,6 +125,37 @@ def predict(model:Predictor|str|Path, images:list)->list[Prediction]:
     "Predict `images` (paths, PIL images or arrays) with a `Predictor` or an exported model folder."
     if not isinstance(model, Predictor): model = load_model(model)
     return model.predict_batch(list(images))
+
+# %% ../nbs/08_export.ipynb #bed56d4a
+def evaluate_model(
+    model,                     # a `Predictor`, a model folder, or any model with `predict_batch` and `classes`
+    source,                    # labelled images: a folder of class folders, a CSV, an archive, or `Items`
+    bs:int=64,                 # images per batch
+    **kwargs,                  # passed to `read_items` (label_pattern, task, fn_col, label_col, label_delim, ...)
+):
+    "The task's evaluation of a saved `model` on the labelled images of `source` (unreadable images left out and named)."
+    from cvkit.items import read_items
+    model = load_model(model) if isinstance(model, (str, Path)) else model
+    task, classes = model.task, list(model.classes)
+    items = read_items(source, kwargs.pop("label_pattern", None), task.name, **kwargs)
+    unknown = sorted({l for ls in items.labels for l in (ls if isinstance(ls, tuple) else [ls])} - set(classes))
+    if unknown: raise DataError(f"{items.source}: labels the model does not know: {unknown[:5]} (it knows {classes[:10]})")
+    preds, keep, skipped = [], [], list(items.skipped)
+    for s in range(0, len(items), bs):
+        idx = list(range(s, min(s + bs, len(items))))
+        try: preds += model.predict_batch([items.files[i] for i in idx]); keep += idx
+        except CvkitError:                                   # find the unreadable ones
+            for i in idx:
+                try: preds.append(model.predict(items.files[i])); keep.append(i)
+                except CvkitError as e: skipped.append((items.files[i], str(e)))
+    for f, why in skipped: log.warning(f"left out {f}: {why}")
+    if not keep: raise DataError(f"no readable image in {items.source}")
+    probs = np.array([[p.probs[c] for c in classes] for p in preds])
+    targets = task.encode([items.labels[i] for i in keep], classes).numpy()
+    ev = task.evaluation(probs, targets, classes)
+    if getattr(model, "threshold", None) is not None and hasattr(ev, "threshold"): ev.threshold = model.threshold
+    ev.files, ev.skipped = [items.files[i] for i in keep], skipped
+    return ev
 
 # %% ../nbs/08_export.ipynb #9b735525
 class _WithNormalization(torch.nn.Module):
