@@ -11,55 +11,103 @@ from .core import *
 from .experiment import TrainConfig
 
 # %% auto #0
-__all__ = ['config_from_args', 'train_command', 'predict_command', 'main']
+__all__ = ['DATA_EPILOG', 'FIXABLE', 'config_from_args', 'train_command', 'cv_command', 'tune_command', 'lr_find_command',
+           'evaluate_command', 'runs_command', 'predict_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #9c59875a
-def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train and evaluate image classifiers.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    t = sub.add_parser("train", help="train an image classifier",
-        description="Train an image classifier and write model.safetensors, cvkit.json, metrics.json and "
-                    "confusion_matrix.png to --out.",
-        epilog="DATA may be a folder with one sub-folder per class (optionally split into train/ and valid/), "
-               "a CSV file of file,label rows (multi-label: file,\"label label ...\"), or a .zip/.tar(.gz) archive of either. "
-               "Without DATA, trains on the built-in handwritten digits. Broken or non-image files are "
-               "reported and skipped.")
-    t.add_argument("data", nargs="?", help="image folder, CSV file or archive (default: built-in digits)")
-    t.add_argument("--arch", default="auto", help="a registered architecture (simple_cnn, small_resnet, speed_net, cifar_resnet, "
+def _data_arguments(p:argparse.ArgumentParser, data_help:str|None=None):
+    "The arguments that say where the labelled images are and how to read and split them."
+    p.add_argument("data", nargs="?", help=data_help or "image folder, CSV file or archive (default: built-in digits)")
+    p.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction if the data has no valid/ folder (default: %(default)s)")
+    p.add_argument("--split", default="auto", choices=["auto", "folder", "random", "stratified"], help="how to choose validation images (default: %(default)s)")
+    p.add_argument("--resize", default="squish", choices=["squish", "crop", "pad"], help="resize method (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--label-col", default=None, help="CSV column with labels (default: the second)")
+    p.add_argument("--fn-col", default=None, help="CSV column with file names (default: the first)")
+    p.add_argument("--valid-col", default=None, help="CSV column marking validation rows (true/1/yes), e.g. is_valid")
+    p.add_argument("--task", default="auto", choices=["auto", "single_label", "multi_label", "multilabel"],
+                   help="single_label (one class per image), multi_label (a set of labels per image: a CSV whose label "
+                        "cells hold space-separated labels), or auto (default): multi-label when a CSV cell holds several labels")
+    p.add_argument("--label-delim", default=" ", help="multi-label: what separates the labels in a CSV cell (default: a space)")
+    p.add_argument("--label-pattern", default=None, metavar="REGEX",
+                   help=r"take labels from file names with this regex (group 1), e.g. '^(\w+)_\d+\.jpg$'")
+    p.add_argument("--seed", type=int, default=42, help="random seed: same seed, same split and result (default: %(default)s)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+# %% ../nbs/90_cli.ipynb #aacf0ef8
+def _training_arguments(p:argparse.ArgumentParser):
+    "The arguments that say what to train and how (every default chosen from the data by `train`)."
+    p.add_argument("--arch", default="auto", help="a registered architecture (simple_cnn, small_resnet, speed_net, cifar_resnet, "
                    "cifar_speednet, efficientnet_lite0, ...) or any torchvision/timm model name. auto (default): chosen "
                    "from the data: small images (up to 64 px) train small_resnet from scratch (cifar_resnet with --pretrained); "
                    "photos fine-tune efficientnet_lite0 from its ImageNet weights, offline (--scratch: from scratch)")
-    pre = t.add_mutually_exclusive_group()
+    pre = p.add_mutually_exclusive_group()
     pre.add_argument("--pretrained", action="store_true", default=None, help="start from the architecture's pretrained weights and fine-tune")
     pre.add_argument("--scratch", "--no-pretrained", dest="pretrained", action="store_false", help="train from scratch, without pretrained weights")
-    t.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
-    t.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled CIFAR-10 backbones; 224 for photos with --arch auto)")
-    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits; fine-tuning: one epoch with the body frozen, then this many)")
-    t.add_argument("--bs", type=int, default=None, help="batch size (default: 64; 32 when fine-tuning ImageNet weights)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2 from scratch; fine-tuning: 5e-3 for the bundled CIFAR-10 backbones, 1e-3 for ImageNet weights)")
-    t.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction if the data has no valid/ folder (default: %(default)s)")
-    t.add_argument("--split", default="auto", choices=["auto", "folder", "random", "stratified"], help="how to choose validation images (default: %(default)s)")
-    t.add_argument("--resize", default="squish", choices=["squish", "crop", "pad"], help="resize method (default: %(default)s)")
-    t.add_argument("--no-flip", action="store_true", help="no horizontal flips in augmentation (use for digits, text)")
-    t.add_argument("--no-augment", action="store_true", help="no augmentation at all")
-    t.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (default: 0.1; 0, plain cross-entropy, when fine-tuning ImageNet weights)")
-    t.add_argument("--wd", type=float, default=None, help="weight decay (default: 0.01)")
-    t.add_argument("--opt", default="adam", choices=["adam", "sgd"], help="optimizer (default: %(default)s)")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision (default: bf16/fp16 on CUDA, fp32 on CPU)")
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    t.add_argument("--label-col", default=None, help="CSV column with labels (default: the second)")
-    t.add_argument("--fn-col", default=None, help="CSV column with file names (default: the first)")
-    t.add_argument("--valid-col", default=None, help="CSV column marking validation rows (true/1/yes), e.g. is_valid")
-    t.add_argument("--task", default="auto", choices=["auto", "single_label", "multi_label", "multilabel"],
-                   help="single_label (one class per image), multi_label (a set of labels per image: a CSV whose label "
-                        "cells hold space-separated labels), or auto (default): multi-label when a CSV cell holds several labels")
-    t.add_argument("--threshold", default="auto", help="multi-label decision threshold: a number, or auto (default: chosen on the validation images to maximise macro F1)")
-    t.add_argument("--label-delim", default=" ", help="multi-label: what separates the labels in a CSV cell (default: a space)")
-    t.add_argument("--label-pattern", default=None, metavar="REGEX",
-                   help=r"take labels from file names with this regex (group 1), e.g. '^(\w+)_\d+\.jpg$'")
-    t.add_argument("--seed", type=int, default=42, help="random seed: same seed, same split and result (default: %(default)s)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled CIFAR-10 backbones; 224 for photos with --arch auto)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits; fine-tuning: one epoch with the body frozen, then this many)")
+    p.add_argument("--bs", type=int, default=None, help="batch size (default: 64; 32 when fine-tuning ImageNet weights)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2 from scratch; fine-tuning: 5e-3 for the bundled CIFAR-10 backbones, 1e-3 for ImageNet weights)")
+    p.add_argument("--no-flip", action="store_true", help="no horizontal flips in augmentation (use for digits, text)")
+    p.add_argument("--no-augment", action="store_true", help="no augmentation at all")
+    p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (default: 0.1; 0, plain cross-entropy, when fine-tuning ImageNet weights)")
+    p.add_argument("--wd", type=float, default=None, help="weight decay (default: 0.01)")
+    p.add_argument("--opt", default="adam", choices=["adam", "sgd"], help="optimizer (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision (default: bf16/fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--threshold", default="auto", help="multi-label decision threshold: a number, or auto (default: chosen on the validation images to maximise macro F1)")
+
+# %% ../nbs/90_cli.ipynb #b92d14f7
+DATA_EPILOG = ("DATA may be a folder with one sub-folder per class (optionally split into train/ and valid/), "
+               "a CSV file of file,label rows (multi-label: file,\"label label ...\"), or a .zip/.tar(.gz) archive of either. "
+               "Without DATA, the built-in handwritten digits. Broken or non-image files are reported and skipped.")
+
+def _parser()->argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train, evaluate and compare image classifiers.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    t = sub.add_parser("train", help="train an image classifier", epilog=DATA_EPILOG,
+        description="Train an image classifier and write model.safetensors, cvkit.json, config.json, history.csv, metrics.json, "
+                    "confusion_matrix.png and training_curves.png to --out.")
+    _data_arguments(t); _training_arguments(t)
     t.add_argument("--out", default="cvkit-out", help="output folder (default: %(default)s)")
-    t.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    cv = sub.add_parser("cv", help="cross-validate: train on k folds, report mean ± std", epilog=DATA_EPILOG,
+        description="Train the same settings on k folds of the data (each image validated once) and write folds.csv, oof.csv "
+                    "(every image's out-of-fold probabilities), cv.json and cv.png to --out.")
+    _data_arguments(cv); _training_arguments(cv)
+    cv.add_argument("--folds", type=int, default=5, help="number of folds (default: %(default)s)")
+    cv.add_argument("--repeats", type=int, default=1, help="repeat k-fold with new shuffles (default: %(default)s)")
+    cv.add_argument("--no-stratify", action="store_true", help="plain k-fold (default: stratified by class)")
+    cv.add_argument("--group-col", default=None, metavar="COLUMN", help="CSV column of groups (patient, video, ...): a group never spans two folds")
+    cv.add_argument("--out", default="cvkit-cv", help="output folder (default: %(default)s)")
+    tu = sub.add_parser("tune", help="search hyperparameters with Optuna", epilog=DATA_EPILOG + " Run the same command "
+        "again (same --storage or --out and --study-name) to continue a stopped search; run it on several processes or machines "
+        "with one shared --storage to search in parallel.",
+        description="Search learning rate, weight decay, network, image size, augmentation, label smoothing, batch size and epochs "
+                    "(training options given on the command line are fixed, not searched), pruning poor trials epoch by epoch; "
+                    "retrain the best and write it to --out/best with trials.csv, tune.json and the plots.")
+    _data_arguments(tu); _training_arguments(tu)
+    tu.add_argument("--trials", type=int, default=30, help="finish when the study holds this many finished trials (default: %(default)s)")
+    tu.add_argument("--timeout", type=float, default=None, help="or stop after this many seconds")
+    tu.add_argument("--storage", default=None, help="where the study lives: sqlite:///study.db, a journal file *.log, or a database "
+                    "URL (default: sqlite in --out)")
+    tu.add_argument("--study-name", default="cvkit", help="study name in the storage (default: %(default)s)")
+    tu.add_argument("--pruner", default="median", choices=["median", "halving", "hyperband", "none"], help="how poor trials are stopped early (default: %(default)s)")
+    tu.add_argument("--out", default="cvkit-tune", help="output folder (default: %(default)s)")
+    lf = sub.add_parser("lr-find", help="find a good learning rate (LR range test)", epilog=DATA_EPILOG,
+        description="Run the learning-rate range test on the model `cvkit train` would train with the same options; print the "
+                    "suggestions and write lr_find.png and lr_find.json to --out.")
+    _data_arguments(lf); _training_arguments(lf)
+    lf.add_argument("--out", default="cvkit-lr-find", help="output folder (default: %(default)s)")
+    ev = sub.add_parser("evaluate", help="evaluate a trained model on labelled images",
+        description="Run a trained model over labelled images; print accuracy and per-class precision, recall and F1; write "
+                    "metrics.json, confusion_matrix.png and report.txt to --out.", epilog=DATA_EPILOG)
+    ev.add_argument("model", help="folder written by `cvkit train --out` (or a classical baseline's export)")
+    _data_arguments(ev, "labelled images: folder, CSV file or archive")
+    ev.add_argument("--out", default="cvkit-eval", help="output folder (default: %(default)s)")
+    ru = sub.add_parser("runs", help="list the training runs under a folder",
+        description="One line per run (a folder with metrics.json) under DIR, best first: score, architecture, epochs, learning rate, time.")
+    ru.add_argument("dir", nargs="?", default=".", help="folder to search (default: the current folder)")
+    ru.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     pr = sub.add_parser("predict", help="predict the class of images with a trained model",
         description="Print one line per image, tab-separated: file, predicted class, probability; for a multi-label "
                     "model: file, then label:probability for each predicted label (space-separated), or (none).")
@@ -78,7 +126,7 @@ def _parser()->argparse.ArgumentParser:
 
 # %% ../nbs/90_cli.ipynb #956e9e39
 def config_from_args(a:argparse.Namespace)->TrainConfig:
-    "The `TrainConfig` that `cvkit train` arguments describe."
+    "The `TrainConfig` that `cvkit train` (or `cv`, `tune`, `lr-find`) arguments describe."
     threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
     return TrainConfig(data=a.data, task=a.task, arch=a.arch, pretrained=a.pretrained, weights=a.weights, size=a.size,
                        epochs=a.epochs, bs=a.bs, lr=a.lr, valid_pct=a.valid_pct, split=a.split, resize=a.resize,
@@ -92,8 +140,87 @@ def train_command(a:argparse.Namespace)->dict:
     from cvkit.experiment import train
     r = train(config_from_args(a))
     print(f"{r.evaluation.headline()}; training took {r.metrics['train_seconds']:.1f}s")
-    print(f"wrote {r.out}/model.safetensors, cvkit.json, metrics.json, confusion_matrix.png")
+    print(f"wrote {r.out}/model.safetensors, cvkit.json, config.json, history.csv, metrics.json, confusion_matrix.png, training_curves.png")
     return r.metrics
+
+# %% ../nbs/90_cli.ipynb #e3732be0
+def cv_command(a:argparse.Namespace):
+    "Run `cvkit cv`: cross-validate the config the arguments describe; print each fold and the mean ± std."
+    from cvkit.kfold import cross_validate
+    config = config_from_args(a)
+    res = cross_validate(config, k=a.folds, stratified=not a.no_stratify, repeats=a.repeats, groups=a.group_col, out=a.out)
+    print(res.folds.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(res.summary())
+    print(f"wrote {a.out}/folds.csv, oof.csv, cv.json, cv.png")
+    return res
+
+# %% ../nbs/90_cli.ipynb #1c57d0bb
+FIXABLE = ("arch", "size", "epochs", "bs", "lr", "label_smoothing", "wd")
+
+def tune_command(a:argparse.Namespace):
+    "Run `cvkit tune`: search the default space, minus the training options fixed on the command line."
+    from cvkit.search import tune, default_space
+    from cvkit.experiment import read_config_items
+    config = config_from_args(a)
+    space = default_space(config, read_config_items(config))
+    fixed = [k for k in FIXABLE if getattr(config, k) not in (None, "auto")] + (["augment"] if a.no_augment else [])
+    for k in fixed: space.pop(k, None)
+    if fixed: print(f"fixed, not searched: {', '.join(f'{k}={getattr(config, k)}' for k in fixed)}")
+    res = tune(config, space, trials=a.trials, timeout=a.timeout, storage=a.storage, study_name=a.study_name, pruner=a.pruner, out=a.out)
+    print(res.trials().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(res.summary())
+    print(f"wrote {a.out}/trials.csv, tune.json, plots; the best model in {a.out}/best")
+    return res
+
+# %% ../nbs/90_cli.ipynb #c3a28040
+def lr_find_command(a:argparse.Namespace):
+    "Run `cvkit lr-find`: the LR range test on the learner `cvkit train` would build; print the suggestions, save the plot."
+    import matplotlib; matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from cvkit.experiment import build_learner
+    from cvkit.lr_find import find_lr
+    config = config_from_args(a)
+    learn, plan = build_learner(config)
+    res = find_lr(learn, seed=config.seed)
+    print(res.summary()); print(res.table().to_string())
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    save_json(res.to_dict() | {"arch": plan.arch, "default_lr": plan.lr}, out/"lr_find.json")
+    fig = res.plot(lr=res.recommended)
+    with atomic_write(out/"lr_find.png") as f: fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    print(f"train with: --lr {res.recommended:.2g}" if res.recommended else "no recommendation: the loss never fell clearly")
+    print(f"wrote {out}/lr_find.png, lr_find.json")
+    return res
+
+# %% ../nbs/90_cli.ipynb #1bd6300c
+def evaluate_command(a:argparse.Namespace):
+    "Run `cvkit evaluate`: a trained model on labelled images; print the scores, write metrics, the confusion matrix and a report."
+    import matplotlib; matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from cvkit.export import evaluate_model
+    kw = {k: getattr(a, k) for k in ("fn_col", "label_col", "valid_col") if getattr(a, k) is not None}
+    ev = evaluate_model(a.model, a.data, label_pattern=a.label_pattern, label_delim=a.label_delim, **kw)
+    table = ev.per_class(averages=True) if hasattr(ev, "per_class") else ev.per_label()
+    report = f"{ev.headline()}\n\n{table.to_string(float_format=lambda v: f'{v:.4f}')}\n"
+    if ev.skipped: report += f"\n{len(ev.skipped)} images left out:\n" + "".join(f"  {f}: {why}\n" for f, why in ev.skipped)
+    print(report, end="")
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    save_json(ev.to_dict() | {"model": str(a.model), "data": str(a.data), "skipped": [{"file": str(f), "reason": r} for f, r in ev.skipped]}, out/"metrics.json")
+    with atomic_write(out/"report.txt", "w") as f: f.write(report)
+    fig = ev.plot()
+    with atomic_write(out/"confusion_matrix.png") as f: fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    print(f"wrote {out}/metrics.json, report.txt, confusion_matrix.png")
+    return ev
+
+# %% ../nbs/90_cli.ipynb #2b27fa23
+def runs_command(a:argparse.Namespace):
+    "Run `cvkit runs`: one line per run under a folder, best first."
+    from cvkit.runs import list_runs
+    df = list_runs(a.dir)
+    if not len(df): print(f"no runs under {a.dir} (a run is a folder with metrics.json, written by cvkit train --out)"); return df
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+    return df
 
 # %% ../nbs/90_cli.ipynb #94425859
 def predict_command(a:argparse.Namespace)->int:
@@ -119,19 +246,30 @@ def _unit(v:str)->bool:
     try: return 0 < float(v) < 1
     except ValueError: return False
 
+def _usage_errors(a:argparse.Namespace)->list[str]:
+    "What is wrong with the values of the parsed arguments (usage errors: exit code 2)."
+    bad = []
+    if a.command in ("train", "cv", "tune", "lr-find"):
+        bad += [f"{n} must be at least 1" for n, v in (("--epochs", a.epochs), ("--bs", a.bs), ("--size", a.size)) if v is not None and v < 1]
+        bad += [f"--valid-pct must be between 0 and 1" for v in [a.valid_pct] if not 0 < v < 1]
+        bad += [f"--threshold must be auto or a number between 0 and 1" for v in [a.threshold] if v != "auto" and not _unit(v)]
+        bad += [f"--lr must be positive" for v in [a.lr] if v is not None and v <= 0]
+    if a.command == "cv":
+        bad += [f"--folds must be at least 2" for v in [a.folds] if v < 2] + [f"--repeats must be at least 1" for v in [a.repeats] if v < 1]
+    if a.command == "tune":
+        bad += [f"--trials must be at least 1" for v in [a.trials] if v < 1] + [f"--timeout must be positive" for v in [a.timeout] if v is not None and v <= 0]
+    return bad
+
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `cvkit` command; returns the exit code."
     parser = _parser()
     try: a = parser.parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
     if a.command is None: parser.print_help(); return 2
-    if a.command == "train":
-        bad = [f"{n} must be at least 1" for n, v in (("--epochs", a.epochs), ("--bs", a.bs)) if v is not None and v < 1]
-        bad += [f"--valid-pct must be between 0 and 1" for v in [a.valid_pct] if not 0 < v < 1]
-        bad += [f"--threshold must be auto or a number between 0 and 1" for v in [a.threshold] if v != "auto" and not _unit(v)]
-        if bad:
-            parser.print_usage(sys.stderr); print(f"cvkit: error: {'; '.join(bad)}", file=sys.stderr)
-            return 2
+    bad = _usage_errors(a)
+    if bad:
+        parser.print_usage(sys.stderr); print(f"cvkit: error: {'; '.join(bad)}", file=sys.stderr)
+        return 2
     try:
         if a.command == "predict": return predict_command(a)
         if a.command == "export":
@@ -139,7 +277,8 @@ def main(argv:list[str]|None=None)->int:
             out = export_onnx(a.model, a.onnx)
             print(f"wrote {out} (input 'image': float32 RGB NCHW 0-1, any batch; output 'logits'; multi-label: sigmoid per label)")
             return 0
-        train_command(a)
+        {"train": train_command, "cv": cv_command, "tune": tune_command, "lr-find": lr_find_command,
+         "evaluate": evaluate_command, "runs": runs_command}[a.command](a)
         return 0
     except KeyboardInterrupt:
         print("cvkit: interrupted", file=sys.stderr); return 130
