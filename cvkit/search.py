@@ -4,7 +4,7 @@
 
 # %% ../nbs/13c_search.ipynb #3f0dab45
 from __future__ import annotations
-import math, logging
+import math, logging, os, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
@@ -102,8 +102,8 @@ def make_pruner(name:str="median", max_epochs:int=8):
 # %% ../nbs/13c_search.ipynb #1353850e
 def open_storage(storage:str|Path|None):
     "An Optuna storage for `storage`: None (in memory), a database URL (sqlite:///file.db, postgresql://...) or a journal file (*.log)."
-    import optuna
-    from optuna.storages import RDBStorage, JournalStorage, RetryFailedTrialCallback
+    import optuna, warnings
+    from optuna.storages import RDBStorage, JournalStorage
     from optuna.storages.journal import JournalFileBackend
     if storage is None or isinstance(storage, optuna.storages.BaseStorage): return storage
     s = str(storage)
@@ -111,8 +111,11 @@ def open_storage(storage:str|Path|None):
         if s.startswith("sqlite:///"): Path(s[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         kw = {"connect_args": {"timeout": 60}} if s.startswith("sqlite") else {}
         # heartbeats: a trial whose process died (killed, crashed) is marked failed after a minute and retried once
-        return RDBStorage(s, engine_kwargs=kw, heartbeat_interval=15, grace_period=60,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)       # Optuna 4.9+; before: RetryFailedTrialCallback
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = {"heartbeat_stale_trial_callback": retry(max_retry=1)} if retry else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+            return RDBStorage(s, engine_kwargs=kw, heartbeat_interval=15, grace_period=60, **retry)
     if s.endswith((".log", ".journal")):
         Path(s).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(s))
@@ -194,13 +197,14 @@ def _default_params(config:TrainConfig, items, space:dict)->dict:
 # %% ../nbs/13c_search.ipynb #45afc6ef
 def _objective(config:TrainConfig, items, space:dict, metric:str, valid_idx):
     "The function Optuna maximises: train one suggested setting on the fixed split, report epochs, return the score."
-    import optuna
+    import optuna, os, socket
     def objective(trial):
         params = _suggest(trial, space)
         prune = PruningCallback(trial, metric if metric != "macro_f1" else "f1_score")
         r = train(config, items=items, valid_idx=valid_idx, cbs=[prune], **params)
         trial.set_user_attr("epochs_trained", int(r.metrics["epochs_trained"]))
         trial.set_user_attr("train_seconds", float(r.metrics["train_seconds"]))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")   # which process ran it (parallel searches)
         score = _fold_metrics(r.metrics)[metric]
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if as_distribution(k, space[k]))
         if prune.pruned:
@@ -219,7 +223,7 @@ def tune(
     storage:str|Path|None=None,        # None (memory; with `out`: sqlite in `out`), a database URL, or a journal file (*.log)
     study_name:str="cvkit",            # the same storage and name continue the same study
     pruner:str="median",               # "median", "halving", "hyperband" or "none"
-    seed:int|None=None,                # the sampler's seed (None: the config's seed)
+    seed:int|None=None,                # the sampler's seed (None: the config's seed; with a storage, mixed with the process so workers and restarts draw new settings)
     default_first:bool=True,           # the first trial of a new study is the default config
     retrain:bool=True,                 # train the best setting again (and export it to `out`/best)
     out:str|Path|None=None,            # folder for trials.csv, the plots, the study and the best model (None: the config's `out`)
@@ -242,13 +246,16 @@ def tune(
     max_epochs = max([space["epochs"][1]] if isinstance(space.get("epochs"), tuple) else [8])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=open_storage(storage), study_name=study_name, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=config.seed if seed is None else seed),
                                 pruner=make_pruner(pruner, max_epochs))
+    seed = config.seed if seed is None else seed
+    if storage is not None:       # shared or resumed: each process (and each restart) draws its own settings, not the same ones again
+        seed = hash((seed, len(study.trials), os.getpid(), time.time_ns())) % 2**31
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=done_states))
     if done: log.info(f"study {study_name!r} continues: {done} of {trials} trials already finished")
     if default_first and not study.trials:
-        study.enqueue_trial(_default_params(config, items, space), user_attrs={"default": True})
+        study.enqueue_trial(_default_params(config, items, space), user_attrs={"default": True}, skip_if_exists=True)
     # one fixed split for every trial: the config's split of these items
     from cvkit.split import split_indices
     _, valid_idx = split_indices(items.task.strata(items.labels), config.valid_pct, config.split, items.is_valid, config.seed)
