@@ -126,7 +126,7 @@ class ClassicalModel:
         if self.features == "embeddings" and self._embedder is None: self._embedder = Embedder(self.embed_arch, "cpu")
         return image_features(arrays, self.features, self._embedder)
     def probabilities(self, x:np.ndarray)->np.ndarray:
-        "Class probabilities (models without them: a softmax of the decision function; k-NN: the neighbours' votes)."
+        "Class probabilities; k-NN: the neighbours' votes; SVMs: a softmax of the decision function, a ranking score, not a calibrated probability."
         est = self.pipeline
         if hasattr(est, "predict_proba"):
             try: return est.predict_proba(x)
@@ -165,7 +165,7 @@ class BaselineTable:
         ax.legend(fontsize=8); ax.set_title("CNN or classical model?"); fig.tight_layout()
         return fig
     def _repr_html_(self): return self.table._repr_html_()
-    def __repr__(self): return repr(self.table)
+    def __repr__(self): return self.table.to_string(float_format=lambda v: f"{v:.4f}")
 
 # %% ../nbs/13d_baselines.ipynb #76bb2bb6
 def _source(data, seed:int):
