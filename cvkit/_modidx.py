@@ -738,6 +738,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cvkit.search.Range': ('search.html#range', 'cvkit/search.py'),
                               'cvkit.search.TuneResult': ('search.html#tuneresult', 'cvkit/search.py'),
                               'cvkit.search.TuneResult.__repr__': ('search.html#tuneresult.__repr__', 'cvkit/search.py'),
+                              'cvkit.search.TuneResult.best_config': ('search.html#tuneresult.best_config', 'cvkit/search.py'),
                               'cvkit.search.TuneResult.best_params': ('search.html#tuneresult.best_params', 'cvkit/search.py'),
                               'cvkit.search.TuneResult.best_value': ('search.html#tuneresult.best_value', 'cvkit/search.py'),
                               'cvkit.search.TuneResult.default_value': ('search.html#tuneresult.default_value', 'cvkit/search.py'),

@@ -85,7 +85,8 @@ class PruningCallback(Callback):
         value = float(self.recorder.log[1 + names.index(self.metric)])
         self.step += 1
         self.trial.report(value, self.step)
-        if self.trial.should_prune(): self.pruned = True; raise CancelFitException()
+        last = self.epoch + 1 >= self.n_epoch                # the schedule ends anyway: keep the finished score
+        if not last and self.trial.should_prune(): self.pruned = True; raise CancelFitException()
 
 # %% ../nbs/13c_search.ipynb #2c790e62
 PRUNERS = ("median", "halving", "hyperband", "none")
@@ -93,9 +94,9 @@ PRUNERS = ("median", "halving", "hyperband", "none")
 def make_pruner(name:str="median", max_epochs:int=8):
     "The Optuna pruner called `name`: median, halving (successive halving), hyperband or none."
     import optuna
-    if name == "median": return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    if name == "halving": return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if name == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    if name == "median": return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if name == "halving": return optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3)
+    if name == "hyperband": return optuna.pruners.HyperbandPruner(min_resource=2, max_resource=max_epochs, reduction_factor=3)
     if name == "none": return optuna.pruners.NopPruner()
     raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, not {name!r}")
 
@@ -130,13 +131,18 @@ class TuneResult:
     space:dict                         # the search space
     best:object = None                 # the best settings retrained (`TrainResult`), with `retrain`
     out:Path|None = None
+    config:object = None               # the config searched around
+    @property
+    def best_config(self):
+        "The config of the best trial: the searched config, the space's fixed fields and the best parameters."
+        return TrainConfig(**asdict(self.config) | _fixed(self.space) | self.best_params)
     @property
     def best_params(self)->dict: return dict(self.study.best_params)
     @property
     def best_value(self)->float: return float(self.study.best_value)
     @property
     def default_value(self)->float|None:
-        "The score of the default config (the first trial), if it ran."
+        "The score of the default config (the first trial), if it ran (not when the space leaves out some default value)."
         t = [t for t in self.study.trials if t.user_attrs.get("default") and t.value is not None]
         return float(t[0].value) if t else None
     def trials(self)->pd.DataFrame:
@@ -250,12 +256,16 @@ def tune(
     seed = config.seed if seed is None else seed
     if storage is not None:       # shared or resumed: each process (and each restart) draws its own settings, not the same ones again
         seed = hash((seed, len(study.trials), os.getpid(), time.time_ns())) % 2**31
-    study.sampler = optuna.samplers.TPESampler(seed=seed)
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials//3)))   # random first, then TPE
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=done_states))
     if done: log.info(f"study {study_name!r} continues: {done} of {trials} trials already finished")
     if default_first and not study.trials:
-        study.enqueue_trial(_default_params(config, items, space), user_attrs={"default": True}, skip_if_exists=True)
+        defaults = _default_params(config, items, space)
+        searched = [k for k, v in space.items() if as_distribution(k, v) is not None]
+        if len(defaults) < len(searched):
+            log.info(f"the defaults of {', '.join(sorted(set(searched) - set(defaults)))} lie outside the space: the first trial draws them")
+        study.enqueue_trial(defaults, user_attrs={"default": len(defaults) == len(searched)}, skip_if_exists=True)
     # one fixed split for every trial: the config's split of these items
     from cvkit.split import split_indices
     _, valid_idx = split_indices(items.task.strata(items.labels), config.valid_pct, config.split, items.is_valid, config.seed)
@@ -263,12 +273,11 @@ def tune(
     if done < trials:
         study.optimize(_objective(config, items, space, metric, valid_idx), n_trials=trials - done, timeout=timeout,
                        callbacks=[MaxTrialsCallback(trials, states=done_states)], gc_after_trial=True)
-    res = TuneResult(study, metric, space, out=out)
+    res = TuneResult(study, metric, space, out=out, config=config)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise DataError(f"no trial of study {study_name!r} completed; give it more trials or time")
     log.info(res.summary())
-    if retrain: res.best = train(config, items=items, valid_idx=valid_idx, **(_fixed(space) | res.best_params),
-                                 out=None if out is None else out/"best")
+    if retrain: res.best = train(res.best_config, items=items, valid_idx=valid_idx, out=None if out is None else out/"best")
     if out is not None: save_tune(res, out)
     return res
 
@@ -280,11 +289,13 @@ def plot(self:TuneResult, which:str="history"):
     fns = {"history": vm.plot_optimization_history, "importances": vm.plot_param_importances,
            "parallel": vm.plot_parallel_coordinate, "intermediate": vm.plot_intermediate_values}
     if which not in fns: raise ConfigError(f"which must be one of {', '.join(fns)}, not {which!r}")
-    with warnings.catch_warnings():
+    import matplotlib.pyplot as plt
+    with warnings.catch_warnings(), plt.rc_context():      # Optuna switches on its own style: keep it to these plots
         warnings.simplefilter("ignore")                    # Optuna marks its matplotlib plots experimental
         ax = fns[which](self.study)
-    fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-    fig.set_size_inches(7, 3.6); fig.tight_layout()
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        if which != "parallel": fig.set_size_inches(7, 3.6)
+        fig.tight_layout()
     return fig
 
 # %% ../nbs/13c_search.ipynb #fa8249c4
