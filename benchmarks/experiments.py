@@ -7,11 +7,13 @@ with pruning against the same search without it.
    *test* images (the bundled `cifar_resnet`, whose body gives the embeddings, was trained on the training images
    and never saw these): linear and RBF SVMs, logistic regression, k-NN and a random forest on pixels, HOG and
    CNN embeddings, with fitting and prediction times, beside the CNN `train` picks, on the same split.
-3. **Search**: `tune` over the default digits space, `--trials` trials with the median pruner and the same number
-   without pruning, the same sampler seed, in memory. Reported: the best accuracy of each, the default config's
-   accuracy (the first trial of both), and the training epochs each spent; the saving is 1 - pruned/unpruned.
+3. **Search**: `tune` over the default digits space, `--trials` trials with each of `--pruners` (median, successive
+   halving) and the same number without pruning, the same sampler seed, in memory. Reported: the best accuracy of
+   each, the default config's accuracy (the first trial of all), and the training epochs each spent; the saving is
+   1 - epochs with pruning / epochs without.
 
-    python benchmarks/experiments.py [--folds 5] [--cifar-per-class 200] [--trials 30] [--parts cv,classical,search]
+    python benchmarks/experiments.py [--folds 5] [--cifar-per-class 200] [--trials 30] [--pruners median,halving]
+                                     [--parts cv,classical,search]
                                      [--json benchmarks/results/experiments-cpu.json]
 """
 import argparse, datetime, os, platform, time, warnings
@@ -24,7 +26,7 @@ from cvkit.core import default_device, device_name, save_json, log
 from cvkit.experiment import TrainConfig
 from cvkit.kfold import cross_validate
 from cvkit.baselines import classical_baselines
-from cvkit.search import tune
+from cvkit.search import tune, default_space
 
 SHARED = Path(__file__).resolve().parents[2]/"shared"/"data"
 
@@ -63,7 +65,7 @@ def part_classical(a)->dict:
     for name, data in (("digits", None), ("cifar10_test_subset", None if a.cifar_per_class == 0 else cifar_test_subset(a.cifar_per_class))):
         if name != "digits" and data is None: continue
         t = time.perf_counter()
-        base = classical_baselines(data, seed=a.seed, epochs=a.cnn_epochs)
+        base = classical_baselines(data, features=a.features.split(","), models=a.models.split(","), seed=a.seed, epochs=a.cnn_epochs)
         show(f"CNN or classical model: {name}" + (f" ({a.cifar_per_class} test images per class)" if data else ""), base.table)
         out[name] = {"table": base.table.to_dict(orient="records"), "seconds": time.perf_counter() - t,
                      "n_images": len(base.items), "n_train": int(len(base.train_idx))}
@@ -72,19 +74,22 @@ def part_classical(a)->dict:
 
 def part_search(a)->dict:
     runs = {}
-    for pruner in ("median", "none"):
+    for pruner in [*a.pruners.split(","), "none"]:
         t = time.perf_counter()
-        res = tune(TrainConfig(seed=a.seed), trials=a.trials, pruner=pruner, retrain=False, seed=a.seed)
+        lo, hi = map(int, a.epochs.split(","))
+        space = default_space() | {"epochs": (lo, hi)}
+        res = tune(TrainConfig(seed=a.seed), space, trials=a.trials, pruner=pruner, retrain=False, seed=a.seed)
         tr = res.trials()
         runs[pruner] = {"best_accuracy": res.best_value, "default_accuracy": res.default_value, "best_params": res.best_params,
                         "epochs_trained": res.epochs_trained, "pruned": int((tr["state"] == "pruned").sum()),
                         "seconds": time.perf_counter() - t}
         print(f"\n## search, pruner {pruner}: {res.summary()} ({runs[pruner]['seconds']:.0f} s)", flush=True)
-    saving = 1 - runs["median"]["epochs_trained"]/runs["none"]["epochs_trained"]
-    print(f"\npruning: {runs['median']['epochs_trained']} epochs against {runs['none']['epochs_trained']} without: "
-          f"saving {saving:.1%}; best {runs['median']['best_accuracy']:.4f} vs {runs['none']['best_accuracy']:.4f} "
-          f"(default config {runs['none']['default_accuracy']:.4f})", flush=True)
-    return {"trials": a.trials, "runs": runs, "epoch_saving": saving}
+    savings = {p: 1 - runs[p]["epochs_trained"]/runs["none"]["epochs_trained"] for p in runs if p != "none"}
+    for p, v in savings.items():
+        print(f"\npruner {p}: {runs[p]['epochs_trained']} epochs against {runs['none']['epochs_trained']} without pruning: "
+              f"saving {v:.1%}; best {runs[p]['best_accuracy']:.4f} vs {runs['none']['best_accuracy']:.4f} "
+              f"(default config {runs['none']['default_accuracy']:.4f})", flush=True)
+    return {"trials": a.trials, "runs": runs, "epoch_savings": savings}
 
 
 def main():
@@ -92,7 +97,11 @@ def main():
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--cifar-per-class", type=int, default=200, help="CIFAR-10 test images per class (0: skip CIFAR-10)")
     ap.add_argument("--cnn-epochs", type=int, default=None, help="epochs of the CNN beside the classical models (default: train's)")
+    ap.add_argument("--features", default="pixels,hog,embeddings", help="features of the classical models")
+    ap.add_argument("--models", default="linear_svm,rbf_svm,logistic,knn,random_forest", help="classical models")
     ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--epochs", default="2,8", help="the searched range of epochs (the rest of the space is default_space's)")
+    ap.add_argument("--pruners", default="median,halving", help="pruners each compared with the same search without pruning")
     ap.add_argument("--parts", default="cv,classical,search")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--json", default=None)

@@ -66,12 +66,13 @@ class SkipValidation(Callback):
 # %% ../nbs/05a_callbacks.ipynb #31fce4f1
 class TrainingHistory(Callback):
     "One row per trained epoch across every `fit` of a learner (losses, metrics, learning rate, seconds)."
-    order = 70                                             # after the Recorder has filled in its log
+    order = 55                                             # after the Recorder has filled in its log, before early stopping can end the fit
     def __init__(self): self.rows, self.trained = [], False
     def before_fit(self):
         body = getattr(self.learn, "opt", None)
         self.phase = "frozen" if body is not None and getattr(body, "frozen_idx", 0) > 0 else "all layers"
     def before_train(self): self.trained, self.clock = True, Timer().start()
+    def after_fit(self): self.trained = False               # a fit cancelled mid-epoch must not leak into `get_preds`
     def after_epoch(self):
         if not self.trained: return                        # `get_preds` and `validate` run epochs too
         self.trained = False

@@ -175,7 +175,6 @@ def tune_command(a:argparse.Namespace):
 # %% ../nbs/90_cli.ipynb #c3a28040
 def lr_find_command(a:argparse.Namespace):
     "Run `cvkit lr-find`: the LR range test on the learner `cvkit train` would build; print the suggestions, save the plot."
-    import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from cvkit.experiment import build_learner
     from cvkit.lr_find import find_lr
@@ -195,7 +194,6 @@ def lr_find_command(a:argparse.Namespace):
 # %% ../nbs/90_cli.ipynb #1bd6300c
 def evaluate_command(a:argparse.Namespace):
     "Run `cvkit evaluate`: a trained model on labelled images; print the scores, write metrics, the confusion matrix and a report."
-    import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from cvkit.export import evaluate_model
     kw = {k: getattr(a, k) for k in ("fn_col", "label_col", "valid_col") if getattr(a, k) is not None}

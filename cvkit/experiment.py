@@ -139,8 +139,7 @@ def _plain(config)->dict:
 
 def _write_outputs(result:TrainResult, config:TrainConfig, out:Path):
     "Export the model and write config.json, history.csv, metrics.json and the two plots to `out`."
-    import matplotlib; matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt           # (no backend switch: a notebook keeps showing its figures)
     export(result.learn, out)
     save_json(_plain(config), out/"config.json")
     with atomic_write(out/"history.csv", "w") as f: result.history.to_csv(f, index=False)

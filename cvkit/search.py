@@ -72,11 +72,12 @@ def default_space(
 # %% ../nbs/13c_search.ipynb #b84e3566
 class PruningCallback(Callback):
     "Report each epoch's validation `metric` to an Optuna trial and stop training when it should be pruned."
-    order = 75                                             # after the Recorder (and `TrainingHistory`)
+    order = 56                                             # after the Recorder and `TrainingHistory`
     def __init__(self, trial, metric:str="accuracy"): self.trial, self.metric, self.pruned, self.step, self.trained = trial, metric, False, 0, False
     def before_fit(self):
         if self.pruned: raise CancelFitException()         # fine-tuning's second fit must not start either
     def before_train(self): self.trained = True
+    def after_fit(self): self.trained = False
     def after_epoch(self):
         if not self.trained: return
         self.trained = False

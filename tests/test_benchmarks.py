@@ -98,3 +98,19 @@ def test_transfer_smoke(tmp_path, split_shapes):
     printed = re.search(r"fine-tuned vs from scratch: ([+-][\d.]+) points", p.stdout)
     assert printed and float(printed[1]) == pytest.approx(g["fine_tuned_minus_scratch_points"], abs=0.051), p.stdout
     assert re.search(r"wall time ratio ([\d.]+)", p.stdout)[1] == f"{g['cvkit_over_fastai_time']:.2f}"
+
+def test_experiments_smoke(tmp_path):
+    out = tmp_path/"experiments.json"
+    p = run_script("experiments.py", "--folds", 2, "--cifar-per-class", 0, "--cnn-epochs", 1, "--features", "pixels,hog",
+                   "--models", "logistic,knn", "--trials", 2, "--pruners", "median", "--epochs", "1,2", "--json", out, cwd=tmp_path, timeout=900)
+    res = json.loads(out.read_text())
+    cv = res["cross_validation"]
+    assert len(cv["fold_accuracy"]) == 2 and cv["accuracy_mean"] == pytest.approx(sum(cv["fold_accuracy"])/2)
+    assert f"accuracy {cv['accuracy_mean']:.4f} ± {cv['accuracy_std']:.4f} over 2 folds" in p.stdout
+    table = res["classical"]["digits"]["table"]
+    assert len(table) == 2*2 + 1 and sum(r["model"].startswith("CNN") for r in table) == 1
+    s = res["search"]
+    assert set(s["runs"]) == {"median", "none"} and all(r["epochs_trained"] > 0 for r in s["runs"].values())
+    assert s["epoch_savings"]["median"] == pytest.approx(1 - s["runs"]["median"]["epochs_trained"]/s["runs"]["none"]["epochs_trained"])
+    assert s["runs"]["none"]["best_accuracy"] >= s["runs"]["none"]["default_accuracy"]
+    assert res["device"] and res["date"]
