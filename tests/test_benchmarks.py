@@ -102,7 +102,7 @@ def test_transfer_smoke(tmp_path, split_shapes):
 def test_experiments_smoke(tmp_path):
     out = tmp_path/"experiments.json"
     p = run_script("experiments.py", "--folds", 2, "--cifar-per-class", 0, "--cnn-epochs", 1, "--features", "pixels,hog",
-                   "--models", "logistic,knn", "--trials", 2, "--pruners", "median", "--epochs", "1,2", "--json", out, cwd=tmp_path, timeout=900)
+                   "--models", "logistic,knn", "--trials", 2, "--pruners", "median", "--epochs", "1,4", "--json", out, cwd=tmp_path, timeout=900)
     res = json.loads(out.read_text())
     cv = res["cross_validation"]
     assert len(cv["fold_accuracy"]) == 2 and cv["accuracy_mean"] == pytest.approx(sum(cv["fold_accuracy"])/2)
@@ -112,5 +112,6 @@ def test_experiments_smoke(tmp_path):
     s = res["search"]
     assert set(s["runs"]) == {"median", "none"} and all(r["epochs_trained"] > 0 for r in s["runs"].values())
     assert s["epoch_savings"]["median"] == pytest.approx(1 - s["runs"]["median"]["epochs_trained"]/s["runs"]["none"]["epochs_trained"])
+    assert s["runs"]["none"]["default_accuracy"] is not None                  # the default config (4 epochs) fits the space: trial 0
     assert s["runs"]["none"]["best_accuracy"] >= s["runs"]["none"]["default_accuracy"]
     assert res["device"] and res["date"]
