@@ -72,6 +72,9 @@ def part_classical(a)->dict:
     return out
 
 
+def fmt(v)->str: return "n/a (a default lies outside the space)" if v is None else f"{v:.4f}"
+
+
 def part_search(a)->dict:
     runs = {}
     for pruner in [*a.pruners.split(","), "none"]:
@@ -88,7 +91,7 @@ def part_search(a)->dict:
     for p, v in savings.items():
         print(f"\npruner {p}: {runs[p]['epochs_trained']} epochs against {runs['none']['epochs_trained']} without pruning: "
               f"saving {v:.1%}; best {runs[p]['best_accuracy']:.4f} vs {runs['none']['best_accuracy']:.4f} "
-              f"(default config {runs['none']['default_accuracy']:.4f})", flush=True)
+              f"(default config {fmt(runs['none']['default_accuracy'])})", flush=True)
     return {"trials": a.trials, "runs": runs, "epoch_savings": savings}
 
 
