@@ -338,6 +338,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'cvkit.cleaner_widget._n_pages': ('cleaner_widget.html#_n_pages', 'cvkit/cleaner_widget.py'),
                                       'cvkit.cleaner_widget._page_label': ('cleaner_widget.html#_page_label', 'cvkit/cleaner_widget.py'),
                                       'cvkit.cleaner_widget._plan_value': ('cleaner_widget.html#_plan_value', 'cvkit/cleaner_widget.py'),
+                                      'cvkit.cleaner_widget.findings_table': ( 'cleaner_widget.html#findings_table',
+                                                                               'cvkit/cleaner_widget.py'),
                                       'cvkit.cleaner_widget.thumbnail_png': ( 'cleaner_widget.html#thumbnail_png',
                                                                               'cvkit/cleaner_widget.py')},
             'cvkit.cli': { 'cvkit.cli._data_arguments': ('cli.html#_data_arguments', 'cvkit/cli.py'),

@@ -380,6 +380,7 @@ def cleaner(self:AuditReport, root:str|Path|None=None, checks=("exact_duplicate"
                                                   note=("check", lambda c: ", ".join(dict.fromkeys(x.replace("_", " ") for x in c))))
     table = pd.DataFrame({"file": notes.index, "class": notes["label"].to_numpy(), "loss": notes["score"].to_numpy(),
                           "note": notes["note"].to_numpy()})
+    kwargs.setdefault("classes", [c for c in self.class_counts.index if " " not in str(c)] or None)
     return Cleaner(table, root, plan=self.plan(checks), **kwargs)
 
 # %% ../nbs/12b_audit.ipynb #04c8edfa

@@ -93,7 +93,7 @@ def rank_by_loss(
 def table_after_cleaning(
     table:pd.DataFrame,        # from `rank_by_loss`
     report:CleaningReport,     # an applied cleaning of (some of) its files
-    ev:Evaluation,             # the evaluation the table came from (its probabilities give the new losses)
+    ev:Evaluation|None=None,   # the evaluation the table came from (its probabilities give the new losses; None: losses stay)
 )->pd.DataFrame:
     "The table after `report`'s moves: deleted files leave; relabelled ones get their new file, class and loss."
     where = {str(report.root/m["from"]): m for m in report.moves}
@@ -104,6 +104,7 @@ def table_after_cleaning(
         if m["action"] == "delete": drop.append(i); continue
         new = PurePosixPath(m["to"]).parent.name
         t.at[i, "file"], t.at[i, "class"] = report.root/m["to"], new
+        if ev is None: continue
         p = ev.probs[t.at[i, "index"]]
         t.at[i, "loss"] = float(-np.log(max(p[ev.classes.index(new)], 1e-12))) if new in ev.classes else float("nan")
     return t.drop(index=drop).reset_index(drop=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import html, functools
 from pathlib import Path
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 import ipywidgets as widgets
@@ -17,7 +18,7 @@ from .cleaner import CleaningPlan, CleaningReport, apply_cleaning, undo_cleaning
 from .cleaner_ranking import evaluate_folder, rank_by_loss, table_after_cleaning
 
 # %% auto #0
-__all__ = ['thumbnail_png', 'ImageCell', 'CleanerBrowser', 'Cleaner']
+__all__ = ['thumbnail_png', 'ImageCell', 'CleanerBrowser', 'findings_table', 'Cleaner']
 
 # %% ../nbs/11b_cleaner_widget.ipynb #b41bbeeb
 def thumbnail_png(
@@ -37,7 +38,11 @@ def thumbnail_png(
 
 # %% ../nbs/11b_cleaner_widget.ipynb #653b5bb7
 def _caption(row)->str:
-    "File name, loss and prediction of a `rank_by_loss` row, as small HTML (the prediction red when it disagrees)."
+    "File name, loss and prediction of a `rank_by_loss` row (or its `note`, for a finding), as small HTML (the prediction red when it disagrees)."
+    note = row.get("note") if hasattr(row, "get") else None
+    if isinstance(note, str) and note:                   # a finding (audit, label issue) says why the image is shown
+        return small_html(f"{html.escape(Path(row['file']).name)}<br><span style='color:#b00'>{html.escape(note)}</span>",
+                          title=str(row["file"]), line_height=1.3)
     mark = "" if row["predicted"] == row["class"] else " style='color:#b00'"
     return small_html(f"{html.escape(Path(row['file']).name)}<br>loss {row['loss']:.2f}<br>"
                       f"<span{mark}>pred. {html.escape(row['predicted'])} ({row['probability']:.2f})</span>",
@@ -89,7 +94,7 @@ def _plan_value(plan:CleaningPlan, path)->str:
 # %% ../nbs/11b_cleaner_widget.ipynb #d5d1eaff
 class CleanerBrowser(widgets.VBox):
     "One class's images a page at a time, in a chosen order; menus that mark them in a `CleaningPlan`."
-    ORDERS = {"loss: high → low": "loss-desc", "loss: low → high": "loss-asc", "file name": "name"}
+    ORDERS = {"loss: high → low": "loss-desc", "loss: low → high": "loss-asc", "file name": "name", "marked first": "marked"}
 
     def __init__(self,
         table:pd.DataFrame,    # from `rank_by_loss`: file, class, predicted, probability, loss, index
@@ -97,13 +102,15 @@ class CleanerBrowser(widgets.VBox):
         page_size:int=24,      # images per page
         ncols:int=6,           # images per row
         thumb_size:int=96,     # thumbnail side in pixels
+        plan:CleaningPlan|None=None,  # changes to show pre-marked (suggestions for a person to accept or change)
     ):
         if page_size < 1 or ncols < 1: raise ConfigError("page_size and ncols must be at least 1")
         self.table, self.model_classes, self.plan, self.updating = table, list(classes), CleaningPlan(), UpdateGuard()
+        if plan is not None: self.plan.changes.update(plan.changes)
         self.page_size, self.thumb_size, self.page = page_size, thumb_size, 0
         self._thumb = functools.lru_cache(maxsize=None)(lambda path: thumbnail_png(path, thumb_size))
         self.class_dd = tag(widgets.Dropdown(description="class"), "cvkit-cleaner-class")
-        self.order_dd = tag(widgets.Dropdown(options=list(self.ORDERS.items()), value="loss-desc", description="order"), "cvkit-cleaner-order")
+        self.order_dd = tag(widgets.Dropdown(options=list(self.ORDERS.items()), value="marked" if len(self.plan) else "loss-desc", description="order"), "cvkit-cleaner-order")
         self.prev_btn, self.next_btn = (tag(b, f"cvkit-cleaner-{c}") for b, c in zip(nav_buttons(), ("prev", "next")))
         self.page_lbl, self.pending_lbl = tag(widgets.Label(), "cvkit-cleaner-page"), tag(widgets.Label(), "cvkit-cleaner-pending")
         self.cells = [ImageCell(thumb_size) for _ in range(page_size)]
@@ -124,6 +131,9 @@ class CleanerBrowser(widgets.VBox):
         "The files of the selected class, in the selected order."
         df, order = self.table[self.table["class"] == self.class_dd.value], self.order_dd.value
         if order == "name": return df.sort_values("file", key=lambda s: s.map(str))
+        if order == "marked":
+            marked = df["file"].map(lambda f: f in self.plan)
+            return df.assign(_m=marked).sort_values(["_m", "loss", "index"], ascending=[False, False, True], kind="stable").drop(columns="_m")
         return df.sort_values(["loss", "index"], ascending=[order == "loss-asc", True], kind="stable")
 
     def show_class(self, cls:str):
@@ -133,7 +143,8 @@ class CleanerBrowser(widgets.VBox):
 
     def _refresh_classes(self):
         current = self.class_dd.value
-        with self.updating: self.class_dd.options = self.classes; self.class_dd.value = current if current in self.classes else self.classes[0]
+        shown = [c for c in self.classes if c in set(self.table["class"])] or self.classes      # start on a class with images
+        with self.updating: self.class_dd.options = self.classes; self.class_dd.value = current if current in self.classes else shown[0]
         self._set_page(self.page)
 
     def _set_page(self, page:int):
@@ -167,26 +178,47 @@ class CleanerBrowser(widgets.VBox):
         p = self.plan
         self.pending_lbl.value = f"{len(p)} pending changes ({p.n_delete} to delete, {p.n_relabel} to relabel)" if len(p) else "no pending changes"
 
+# %% ../nbs/11b_cleaner_widget.ipynb #b797156b
+def findings_table(
+    findings:pd.DataFrame,   # one row per file: `file` and `class`, optionally `predicted`, `probability`, `loss` (a score: worst first) and `note`
+)->pd.DataFrame:
+    "A table of findings (from an audit or label issues) in the form the `Cleaner` browses."
+    missing = [c for c in ("file", "class") if c not in findings]
+    if missing: raise ConfigError(f"a table of findings needs the columns file and class; {missing} are missing")
+    t = findings.reset_index(drop=True).copy()
+    t["file"] = t["file"].map(Path)
+    if "predicted" not in t: t["predicted"] = t["class"]
+    if "probability" not in t: t["probability"] = float("nan")
+    if "loss" not in t: t["loss"] = 0.0
+    if "note" not in t: t["note"] = ""
+    t["index"] = np.arange(len(t))
+    return t
+
 # %% ../nbs/11b_cleaner_widget.ipynb #6265f1af
 class Cleaner(CleanerBrowser):
     "Browse a folder dataset class by class, worst loss first; mark images to delete or relabel; preview, apply, undo."
     def __init__(self,
-        source:Learner|Evaluation,     # a trained learner (scored with `evaluate_folder`), or an Evaluation that knows its files
+        source:Learner|Evaluation|pd.DataFrame, # a trained learner (scored with `evaluate_folder`), an Evaluation that knows its files, or a table of findings
         root:str|Path|None=None,       # the dataset root (default: where the data/evaluation came from)
         files:list|None=None,          # the file of each evaluated image, for an Evaluation that does not know them
         page_size:int=24,              # images per page
         ncols:int=6,                   # images per row
         thumb_size:int=96,             # thumbnail side in pixels
         bs:int=128,                    # batch size for `evaluate_folder`
+        plan:CleaningPlan|None=None,   # suggested changes, shown pre-marked (from `AuditReport.plan` or `LabelIssues.plan`)
+        classes:list|None=None,        # the relabelling choices, for a table of findings (default: its classes)
     ):
         if page_size < 1 or ncols < 1: raise ConfigError("page_size and ncols must be at least 1")
-        ev = evaluate_folder(source, root, bs=bs) if isinstance(source, Learner) else source
-        if not isinstance(ev, Evaluation): raise ConfigError(f"Cleaner needs a Learner or an Evaluation, not {type(source).__name__}")
-        table = rank_by_loss(ev, files=files)
+        if isinstance(source, pd.DataFrame): ev, table = None, findings_table(source)
+        else:
+            ev = evaluate_folder(source, root, bs=bs) if isinstance(source, Learner) else source
+            if not isinstance(ev, Evaluation): raise ConfigError(f"Cleaner needs a Learner, an Evaluation or a table of findings, not {type(source).__name__}")
+            table = rank_by_loss(ev, files=files)
         root = root if root is not None else getattr(ev, "root", None)
         if root is None: raise ConfigError("pass root=, the dataset folder the files are in")
         self.root, self.ev, self.history, self.last_report = Path(root), ev, [], None
-        super().__init__(table, ev.classes, page_size, ncols, thumb_size)
+        classes = ev.classes if ev is not None else classes or sorted(set(table["class"]))
+        super().__init__(table, classes, page_size, ncols, thumb_size, plan)
         self.preview_btn = tag(widgets.Button(description="Preview", icon="eye"), "cvkit-cleaner-preview")
         self.confirm_cb = tag(widgets.Checkbox(description="I have checked the preview: move the files", indent=False), "cvkit-cleaner-confirm")
         self.apply_btn = tag(widgets.Button(description="Apply", button_style="danger", icon="check"), "cvkit-cleaner-apply")
