@@ -35,12 +35,15 @@ from .cleaner import *
 from .cleaner_ranking import *
 from .cleaner_widget import *
 from .recipes import *
+from .audit import *
 from .experiment import *
 from .runs import *
 from .kfold import *
+from .label_issues import *
 from .search import *
 from .baselines import *
 import cvkit.baselines as _baselines
+import cvkit.audit as _audit, cvkit.label_issues as _label_issues
 import cvkit.search as _search
 import cvkit.kfold as _kfold
 import cvkit.runs as _runs
@@ -56,5 +59,5 @@ import cvkit.multilabel as _multilabel, cvkit.experiment as _experiment
 import cvkit.calibration as _calibration, cvkit.evaluation as _evaluation, cvkit.tta as _tta, cvkit.gradcam as _gradcam
 __all__ = [name for m in (_core, _datasets, _tasks, _items, _images, _split, _augment, _augment_explorer, _augment_mix, _data, _architectures, _models, _learner, _callbacks, _learner_state,
                           _calibration, _evaluation, _tta, _gradcam, _interpret,
-                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _experiment, _runs, _kfold, _search, _baselines)
+                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _experiment, _runs, _kfold, _search, _baselines, _audit, _label_issues)
            for name in m.__all__]

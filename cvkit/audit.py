@@ -295,7 +295,9 @@ def _thumb_uri(path, size:int=72)->str:
     from cvkit.cleaner_widget import thumbnail_png
     return "data:image/png;base64," + base64.b64encode(thumbnail_png(path, size)).decode()
 
-def _name(self:AuditReport, f)->str:
+@patch
+def relative(self:AuditReport, f)->str:
+    "`f` relative to the dataset folder (as posix), for display."
     if f is None or (isinstance(f, float) and np.isnan(f)): return ""
     try: return Path(f).relative_to(self.root).as_posix() if self.root else str(f)
     except ValueError: return str(f)
@@ -316,9 +318,9 @@ def to_html(self:AuditReport, path:str|Path|None=None, max_rows:int=50, thumb_si
         rows = self.of(c).head(max_rows)
         parts.append(f"<h3>{c.replace('_', ' ')} ({k})</h3><table><tr><th>image</th><th>copy</th><th>file</th><th>label</th><th>split</th><th>score</th><th>detail</th></tr>")
         for _, r in rows.iterrows():
-            img = lambda f: f"<img src='{_thumb_uri(f, thumb_size)}' title='{e(_name(self, f))}'>" if isinstance(f, (str, Path)) else ""
-            parts.append(f"<tr><td>{img(r['file'])}</td><td>{img(r['other'])}</td><td>{e(_name(self, r['file']))}"
-                         f"{'<br>copy: ' + e(_name(self, r['other'])) if isinstance(r['other'], (str, Path)) else ''}</td>"
+            img = lambda f: f"<img src='{_thumb_uri(f, thumb_size)}' title='{e(self.relative(f))}'>" if isinstance(f, (str, Path)) else ""
+            parts.append(f"<tr><td>{img(r['file'])}</td><td>{img(r['other'])}</td><td>{e(self.relative(r['file']))}"
+                         f"{'<br>copy: ' + e(self.relative(r['other'])) if isinstance(r['other'], (str, Path)) else ''}</td>"
                          f"<td>{e(str(r['label']))}</td><td>{e(str(r['split'] or ''))}</td><td>{r['score']:.3f}</td><td>{e(r['detail'])}</td></tr>")
         parts.append("</table>" + (f"<p>... and {k - max_rows} more (all are in the JSON report)</p>" if k > max_rows else ""))
     text = _STYLE + "".join(parts) + "</div>"
@@ -334,7 +336,7 @@ def _repr_html_(self:AuditReport)->str: return self.to_html(max_rows=8)
 @patch
 def to_dict(self:AuditReport)->dict:
     "The report as plain data (what `save` writes as JSON): counts, thresholds, class counts and every finding."
-    issues = self.issues.assign(file=self.issues["file"].map(lambda f: _name(self, f)), other=self.issues["other"].map(lambda f: _name(self, f)))
+    issues = self.issues.assign(file=self.issues["file"].map(lambda f: self.relative(f)), other=self.issues["other"].map(lambda f: self.relative(f)))
     return {"cvkit_audit": 1, "source": self.source, "root": str(self.root) if self.root else None, "n_images": len(self.images),
             "seconds": round(self.seconds, 2), "split": self.split_note, "summary": self.summary(), "counts": self.counts,
             "thresholds": asdict(self.thresholds), "class_counts": self.class_counts.to_dict(orient="index"),

@@ -12,7 +12,7 @@ from .experiment import TrainConfig
 
 # %% auto #0
 __all__ = ['DATA_EPILOG', 'FIXABLE', 'config_from_args', 'train_command', 'cv_command', 'tune_command', 'lr_find_command',
-           'evaluate_command', 'runs_command', 'predict_command', 'main']
+           'evaluate_command', 'runs_command', 'audit_command', 'predict_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #9c59875a
 def _data_arguments(p:argparse.ArgumentParser, data_help:str|None=None):
@@ -69,6 +69,8 @@ def _parser()->argparse.ArgumentParser:
         description="Train an image classifier and write model.safetensors, cvkit.json, config.json, history.csv, metrics.json, "
                     "confusion_matrix.png and training_curves.png to --out.")
     _data_arguments(t); _training_arguments(t)
+    t.add_argument("--audit", action="store_true", help="audit the data first (duplicates, leakage, unreadable, dark or blurry images, ...) "
+                   "and print what it means for the result; writes audit.json; the data is never changed")
     t.add_argument("--out", default="cvkit-out", help="output folder (default: %(default)s)")
     cv = sub.add_parser("cv", help="cross-validate: train on k folds, report mean ± std", epilog=DATA_EPILOG,
         description="Train the same settings on k folds of the data (each image validated once) and write folds.csv, oof.csv "
@@ -104,6 +106,17 @@ def _parser()->argparse.ArgumentParser:
     ev.add_argument("model", help="folder written by `cvkit train --out` (or a classical baseline's export)")
     _data_arguments(ev, "labelled images: folder, CSV file or archive")
     ev.add_argument("--out", default="cvkit-eval", help="output folder (default: %(default)s)")
+    au = sub.add_parser("audit", help="look for problems in a dataset before training", epilog=DATA_EPILOG,
+        description="Decode every image once and report unreadable files, lying extensions, exact and near duplicates, the same "
+                    "image in training and validation (leakage), copies with different labels, class imbalance, odd sizes, dark, "
+                    "bright, blurry, near-constant and grayscale images. Nothing is changed.")
+    _data_arguments(au)
+    au.add_argument("--html", default=None, metavar="PATH", help="write a self-contained HTML report (thumbnails inlined)")
+    au.add_argument("--json", default=None, metavar="PATH", help="write every finding as JSON")
+    au.add_argument("--labels", default=None, metavar="CV_DIR", help="also rank suspected label errors from a cross-validation "
+                    "written by `cvkit cv --out CV_DIR` (confident learning on its out-of-fold probabilities); writes CV_DIR/label_issues.csv")
+    au.add_argument("--checks", default=None, help="comma-separated checks to run (default: all)")
+    au.add_argument("--top", type=int, default=10, help="findings printed per check (default: %(default)s)")
     ru = sub.add_parser("runs", help="list the training runs under a folder",
         description="One line per run (a folder with metrics.json) under DIR, best first: score, architecture, epochs, learning rate, time.")
     ru.add_argument("dir", nargs="?", default=".", help="folder to search (default: the current folder)")
@@ -133,14 +146,15 @@ def config_from_args(a:argparse.Namespace)->TrainConfig:
                        flip=False if a.no_flip else None, augment=not a.no_augment, label_smoothing=a.label_smoothing,
                        wd=a.wd, opt=a.opt, precision=a.precision, device=a.device, seed=a.seed, threshold=threshold,
                        label_pattern=a.label_pattern, fn_col=a.fn_col, label_col=a.label_col, valid_col=a.valid_col,
-                       label_delim=a.label_delim, out=a.out)
+                       label_delim=a.label_delim, audit=getattr(a, "audit", False), out=a.out)
 
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     from cvkit.experiment import train
     r = train(config_from_args(a))
     print(f"{r.evaluation.headline()}; training took {r.metrics['train_seconds']:.1f}s")
-    print(f"wrote {r.out}/model.safetensors, cvkit.json, config.json, history.csv, metrics.json, confusion_matrix.png, training_curves.png")
+    print(f"wrote {r.out}/model.safetensors, cvkit.json, config.json, history.csv, metrics.json, confusion_matrix.png, training_curves.png"
+          + (", audit.json" if r.audit is not None else ""))
     return r.metrics
 
 # %% ../nbs/90_cli.ipynb #e3732be0
@@ -220,6 +234,32 @@ def runs_command(a:argparse.Namespace):
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     return df
 
+# %% ../nbs/90_cli.ipynb #2fdffe50
+def audit_command(a:argparse.Namespace):
+    "Run `cvkit audit`: print the summary and the worst findings of each check; write the HTML and JSON reports."
+    from cvkit.audit import audit
+    from cvkit.experiment import read_config_items
+    items = read_config_items(TrainConfig(data=a.data, task=a.task, label_pattern=a.label_pattern, fn_col=a.fn_col,
+                                          label_col=a.label_col, valid_col=a.valid_col, label_delim=a.label_delim))
+    report = audit(items, checks=a.checks.split(",") if a.checks else None, valid_pct=a.valid_pct, split=a.split, seed=a.seed)
+    print(report.summary())
+    for check, n in report.counts.items():
+        if not n: continue
+        print(f"\n{check} ({n}):")
+        for _, r in report.of(check).head(a.top).iterrows():
+            where = report.relative(r["file"]) if r["file"] is not None else r["label"]
+            print(f"  {where}\t{r['score']:.3f}\t{r['detail']}" + (f"\t(copy: {report.relative(r['other'])})" if isinstance(r["other"], (str, Path)) else ""))
+        if n > a.top: print(f"  ... and {n - a.top} more")
+    if a.labels:
+        from cvkit.label_issues import label_issues
+        found = label_issues(a.labels)
+        print(f"\n{found.summary()}")
+        for _, r in found.issues.head(a.top).iterrows(): print(f"  {r['file']}\t{r['label']} -> {r['suggested']}?\tquality {r['label_quality']:.3f}")
+        print(f"wrote {found.save(Path(a.labels)/'label_issues.csv')}")
+    if a.html: report.to_html(a.html); print(f"wrote {a.html}")
+    if a.json: print(f"wrote {report.save(a.json)}")
+    return report
+
 # %% ../nbs/90_cli.ipynb #94425859
 def predict_command(a:argparse.Namespace)->int:
     "Run `cvkit predict`: one tab-separated line per image; unreadable images are reported, exit code 1 if any."
@@ -256,6 +296,11 @@ def _usage_errors(a:argparse.Namespace)->list[str]:
         bad += [f"--folds must be at least 2" for v in [a.folds] if v < 2] + [f"--repeats must be at least 1" for v in [a.repeats] if v < 1]
     if a.command == "tune":
         bad += [f"--trials must be at least 1" for v in [a.trials] if v < 1] + [f"--timeout must be positive" for v in [a.timeout] if v is not None and v <= 0]
+    if a.command == "audit":
+        from cvkit.audit import CHECKS
+        unknown = [c for c in (a.checks or "").split(",") if c and c not in CHECKS]
+        bad += [f"--checks: unknown {', '.join(unknown)} (the checks are {', '.join(CHECKS)})"] if unknown else []
+        bad += [f"--top must be at least 1" for v in [a.top] if v < 1]
     return bad
 
 def main(argv:list[str]|None=None)->int:
@@ -276,7 +321,7 @@ def main(argv:list[str]|None=None)->int:
             print(f"wrote {out} (input 'image': float32 RGB NCHW 0-1, any batch; output 'logits'; multi-label: sigmoid per label)")
             return 0
         {"train": train_command, "cv": cv_command, "tune": tune_command, "lr-find": lr_find_command,
-         "evaluate": evaluate_command, "runs": runs_command}[a.command](a)
+         "evaluate": evaluate_command, "runs": runs_command, "audit": audit_command}[a.command](a)
         return 0
     except KeyboardInterrupt:
         print("cvkit: interrupted", file=sys.stderr); return 130

@@ -15,6 +15,7 @@ from .data import image_dataloaders
 from .learner import cv_learner
 from .callbacks import TrainingHistory, plot_history
 from .interpret import evaluate
+from .audit import audit
 from .export import export
 
 # %% auto #0
@@ -53,6 +54,7 @@ class TrainConfig:
     label_col:str|None = None          # CSV column of labels (default: the second)
     valid_col:str|None = None          # CSV column marking validation rows
     label_delim:str = " "              # multi-label: what separates labels in a CSV cell
+    audit:bool = False                 # audit the data first (`cvkit.audit`) and say what looks wrong; the data is never changed
     out:str|Path|None = None           # folder for the model, metrics and plots (None: write nothing)
     def csv_kwargs(self)->dict:
         return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
@@ -130,6 +132,7 @@ class TrainResult:
     metrics:dict
     out:Path|None = None
     history:object = None              # one row per epoch (`TrainingHistory.frame()`): losses, metrics, learning rate
+    audit:object = None                # the `AuditReport` of the data, with `config.audit`
     def __repr__(self): return f"TrainResult({self.plan.arch}: {self.evaluation.headline()}{f'; in {self.out}' if self.out else ''})"
 
 # %% ../nbs/13_experiment.ipynb #b9097be8
@@ -144,6 +147,7 @@ def _write_outputs(result:TrainResult, config:TrainConfig, out:Path):
     save_json(_plain(config), out/"config.json")
     with atomic_write(out/"history.csv", "w") as f: result.history.to_csv(f, index=False)
     save_json(result.metrics, out/"metrics.json")
+    if result.audit is not None: result.audit.save(out/"audit.json")
     for name, fig in (("confusion_matrix.png", result.evaluation.plot()), ("training_curves.png", plot_history(result.history))):
         with atomic_write(out/name) as f: fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
@@ -189,6 +193,11 @@ def train(
     config = TrainConfig(**(asdict(config) if config else {}) | changes)
     config.check()
     data_clock, train_clock = Timer().start(), Timer()
+    report = None
+    if config.audit:                                  # before training: what the data's problems mean for the result
+        items = items if items is not None else read_config_items(config)
+        report = audit(items, valid_idx=valid_idx, valid_pct=config.valid_pct, split=config.split, seed=config.seed)
+        log.info(f"audit: {report.summary()}")
     learn, plan = build_learner(config, items, valid_idx)
     dls = learn.dls
     history = TrainingHistory(); learn.add_cbs([history, *(cbs or [])])
@@ -207,6 +216,7 @@ def train(
         "device": str(dls.device), "data_seconds": round(data_clock.seconds, 2), "train_seconds": round(train_clock.seconds, 2),
         "n_train": dls.spec.n_train, "n_valid": dls.spec.n_valid,
         "skipped": [{"file": f, "reason": r} for f, r in dls.spec.skipped], "config": _plain(config)}
-    result = TrainResult(learn, ev, plan, metrics, Path(config.out) if config.out else None, history.frame())
+    if report is not None: metrics["audit"] = {c: k for c, k in report.counts.items() if k}
+    result = TrainResult(learn, ev, plan, metrics, Path(config.out) if config.out else None, history.frame(), report)
     if config.out: _write_outputs(result, config, Path(config.out))
     return result
