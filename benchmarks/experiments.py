@@ -28,24 +28,7 @@ from cvkit.kfold import cross_validate
 from cvkit.baselines import classical_baselines
 from cvkit.search import tune, default_space
 
-SHARED = Path(__file__).resolve().parents[2]/"shared"/"data"
-
-
-def cifar_test_subset(per_class:int)->Path:
-    "A folder of `per_class` CIFAR-10 *test* images per class (hard links into the extracted archive)."
-    from cvkit.datasets import extract_archive
-    archive = SHARED/"cifar10-jpg.tar.gz"
-    if not archive.is_file(): raise SystemExit(f"the CIFAR-10 part needs {archive} (../shared/data beside the repository)")
-    root = extract_archive(archive)
-    test = next(p for p in [root/"test", *root.glob("*/test")] if p.is_dir())
-    sub = Path(os.environ.get("CVKIT_CACHE", Path.home()/".cache"/"cvkit"))/f"bench-cifar10-test-{per_class}"
-    if not (sub/".complete").exists():
-        for d in sorted(test.iterdir()):
-            (sub/d.name).mkdir(parents=True, exist_ok=True)
-            for f in sorted(d.iterdir())[:per_class]:
-                if not (sub/d.name/f.name).exists(): os.link(f, sub/d.name/f.name)
-        (sub/".complete").touch()
-    return sub
+from _shared import cifar_subset
 
 
 def show(title:str, df:pd.DataFrame):
@@ -62,7 +45,7 @@ def part_cv(a)->dict:
 
 def part_classical(a)->dict:
     out = {}
-    for name, data in (("digits", None), ("cifar10_test_subset", None if a.cifar_per_class == 0 else cifar_test_subset(a.cifar_per_class))):
+    for name, data in (("digits", None), ("cifar10_test_subset", None if a.cifar_per_class == 0 else cifar_subset("test", a.cifar_per_class))):
         if name != "digits" and data is None: continue
         t = time.perf_counter()
         base = classical_baselines(data, features=a.features.split(","), models=a.models.split(","), seed=a.seed, epochs=a.cnn_epochs)

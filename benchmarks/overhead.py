@@ -35,7 +35,7 @@ from cvkit.datasets import digits
 from cvkit.learner import cv_learner
 from cvkit.models import small_resnet
 
-SHARED = Path(__file__).resolve().parents[2]/"shared"/"data"
+from _shared import cifar_subset
 
 
 class TrainTimer(Callback):
@@ -57,20 +57,7 @@ class TrainTimer(Callback):
 def dataset_folder(a)->Path:
     "A folder of 32-px images, one sub-folder per class (a subset of CIFAR-10's training set, or the digits)."
     if a.data == "digits": return digits()
-    from cvkit.datasets import extract_archive
-    archive = SHARED/"cifar10-jpg.tar.gz"
-    if not archive.is_file(): raise SystemExit(f"--data cifar10 needs {archive} (../shared/data beside the repo)")
-    root = extract_archive(archive)
-    train = next(p for p in [root/"train", *root.glob("*/train")] if p.is_dir())
-    per_class = a.n // 10
-    sub = Path(os.environ.get("CVKIT_CACHE", Path.home()/".cache"/"cvkit"))/f"bench-cifar10-{per_class}"
-    if not (sub/".complete").exists():
-        for d in sorted(train.iterdir()):
-            (sub/d.name).mkdir(parents=True, exist_ok=True)
-            for f in sorted(d.iterdir())[:per_class]:
-                if not (sub/d.name/f.name).exists(): os.link(f, sub/d.name/f.name)
-        (sub/".complete").touch()
-    return sub
+    return cifar_subset("train", a.n // 10)
 
 
 def bare_loop(images:torch.Tensor, labels:torch.Tensor, a, device)->float:

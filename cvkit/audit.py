@@ -47,14 +47,14 @@ class AuditThresholds:
     near_duplicate:float = 0.985   # correlation of 16-px grey thumbnails (best over small crops) at or above which two images are copies
     relative:float = 0.1           # ... and 1 - correlation at most this share of the set's typical gap to a nearest neighbour
     candidate:float = 0.85         # correlation of 8-px thumbnails above which a pair is compared closely
-    blurry_z:float = 3.5           # flag sharpness this many (robust) deviations below the set's median ...
-    blurry_ratio:float = 0.5       # ... and below this share of the median
-    dark:float = 0.2               # flag if the brightest 5 % of pixels are darker than this (0 black - 1 white)
+    blurry_z:float = 3.0           # flag sharpness this many (robust) deviations below the set's median ...
+    blurry_ratio:float = 0.6       # ... and below this share of the median
+    dark:float = 0.25              # flag if the brightest 5 % of pixels are darker than this (0 black - 1 white)
     bright:float = 0.9             # flag if the darkest 5 % of pixels are lighter than this
     low_information:float = 0.03   # flag if no colour channel's standard deviation reaches this (0-1; scaled by brightness/0.5)
     grayscale:float = 0.01         # flag if the mean spread between colour channels is below this (in a colour set)
     imbalance:float = 0.5          # flag classes with fewer images than this share of the median class
-    aspect:float = 2.0             # flag aspect ratios off the typical one by more than this factor
+    aspect:float = 2.0             # flag images more elongated (long side / short side) than typical by this factor
     small:float = 0.25             # flag images whose shorter side is below this share of the typical one
 
 # %% ../nbs/12b_audit.ipynb #83efa4dd
@@ -176,7 +176,7 @@ def _file_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
 # %% ../nbs/12b_audit.ipynb #74ac8a32
 def _pixel_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
     "Dark, bright, low-information, blurry and (in a colour set) grayscale images."
-    ok = images[~images["error"].notna()]
+    ok = images[images["error"].isna()]
     out = []
     flat = _is_flat(ok, t)
     sharp = ok["sharpness"].where(~flat)
@@ -195,15 +195,14 @@ def _pixel_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
 
 # %% ../nbs/12b_audit.ipynb #892b3943
 def _size_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
-    "Images much smaller than typical, or with an aspect ratio far from the typical one."
-    ok = images[~images["error"].notna()]
+    "Images much smaller than typical, or much more elongated (portrait and landscape alike)."
+    ok = images[images["error"].isna()]
     if not len(ok): return []
-    side, log_ar = np.minimum(ok["width"], ok["height"]), np.log(ok["width"]/ok["height"])
-    typical_side, typical_ar = float(np.median(side)), float(np.median(log_ar))
+    side, elong = np.minimum(ok["width"], ok["height"]), np.maximum(ok["width"], ok["height"])/np.minimum(ok["width"], ok["height"]).clip(lower=1)
+    typical_side, typical_elong = float(np.median(side)), float(np.median(elong))
     out = []
-    for (i, r), s, a in zip(ok.iterrows(), side, log_ar):
-        factor = float(np.exp(abs(a - typical_ar)))
-        if factor > t.aspect: out.append(_finding("odd_size", r, factor, f"{r['width']}×{r['height']}: aspect ratio {factor:.1f}× off the typical {np.exp(typical_ar):.2f}"))
+    for (i, r), s, e in zip(ok.iterrows(), side, elong):
+        if e/typical_elong > t.aspect: out.append(_finding("odd_size", r, e/typical_elong, f"{r['width']}×{r['height']}: {e:.1f}:1, the typical image is {typical_elong:.2f}:1"))
         elif s < t.small*typical_side: out.append(_finding("odd_size", r, typical_side/max(s, 1), f"{r['width']}×{r['height']}: much smaller than the typical {typical_side:.0f} px side"))
     return out
 

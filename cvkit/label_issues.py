@@ -24,6 +24,7 @@ class LabelIssues:
     classes:list                       # the class names
     task:str = "single_label"          # the data's task
     root:Path|None = None              # the dataset folder (for the Cleaner)
+    accuracy:float = float("nan")      # how often the out-of-fold prediction agrees with the given label
     @property
     def issues(self)->pd.DataFrame:
         "The suspected label errors, most suspicious (lowest label quality) first."
@@ -34,8 +35,10 @@ class LabelIssues:
         return self.table[self.table["outlier"]].sort_values("outlier_score", kind="stable")
     def summary(self)->str:
         n, k = len(self.table), len(self.issues)
+        weak = (f" The model agrees with {self.accuracy:.0%} of the labels: many of the flagged images may be its own mistakes, "
+                "so review the most suspicious first (.issues is sorted; .plan(n=...) takes the first n).") if self.accuracy < 0.9 else ""
         return (f"{k} of {n:,} images ({k/max(n, 1):.1%}) look mislabelled and {len(self.outliers)} are outliers "
-                f"(confident learning on out-of-fold probabilities). Nothing was changed: review with .cleaner().")
+                f"(confident learning on out-of-fold probabilities).{weak} Nothing was changed: review with .cleaner().")
     def __repr__(self): return self.summary()
 
 # %% ../nbs/13e_label_issues.ipynb #7b31f819
@@ -54,7 +57,7 @@ def label_issues(
     labels=None,                       # ... with each image's given label (a tuple of labels for multi-label data)
     files=None,                        # ... and file
     classes=None,                      # ... and the class names, in the order of the probability columns
-    filter_by:str="prune_by_noise_rate", # cleanlab's rule: prune_by_noise_rate, prune_by_class, both, confident_learning, predicted_neq_given
+    filter_by:str="both",              # cleanlab's rule: both (default: prune_by_noise_rate and prune_by_class agree), prune_by_noise_rate, confident_learning, ...
     outliers:float=0.01,               # list this share of the images as outliers (the least like any class)
     root:str|Path|None=None,           # the dataset folder, for the Cleaner (default: the files' common folder)
 )->LabelIssues:
@@ -84,7 +87,8 @@ def label_issues(
         import os
         try: root = os.path.commonpath([str(Path(f).resolve().parent.parent) for f in files])
         except ValueError: root = None
-    return LabelIssues(table, classes, task, Path(root) if root else None)
+    agree = float(np.mean([a == b for a, b in zip(table["label"], table["suggested"] if multi else [classes[i] for i in p.argmax(1)])]))
+    return LabelIssues(table, classes, task, Path(root) if root else None, agree)
 
 # %% ../nbs/13e_label_issues.ipynb #1cbfb9ab
 def _single_label_table(p:np.ndarray, given:np.ndarray, flagged:np.ndarray, classes:list, outliers:float)->pd.DataFrame:
