@@ -115,3 +115,17 @@ def test_experiments_smoke(tmp_path):
     assert s["runs"]["none"]["default_accuracy"] is not None                  # the default config (4 epochs) fits the space: trial 0
     assert s["runs"]["none"]["best_accuracy"] >= s["runs"]["none"]["default_accuracy"]
     assert res["device"] and res["date"]
+
+
+def test_audit_smoke(tmp_path):
+    "The audit benchmark on a small CIFAR-10 subset: every planted check is scored, and the figures add up."
+    out = tmp_path/"audit.json"
+    p = run_script("audit.py", "--n", 600, "--parts", "planted,photos", "--json", out, cwd=tmp_path, timeout=600)
+    res = json.loads(out.read_text())
+    checks = res["planted"]["checks"]
+    assert set(checks) == {"exact_duplicate", "near_duplicate", "leakage", "dark", "blurry", "low_information"}
+    for name, c in checks.items():
+        assert c["hits"] <= min(c["found"], c["planted"]) and c["recall"] == pytest.approx(c["hits"]/c["planted"])
+        assert c["recall"] >= 0.8, (name, c)                       # a broken detector finds nothing
+    assert checks["leakage"]["planted"] == 50 and res["planted"]["seconds_per_1000"] > 0
+    assert "s per 1,000 images" in p.stdout and res["photos"]["n_images"] == 398
