@@ -21,7 +21,7 @@ test-notebooks: venv
 	$(BIN)/nbdev-test --n-workers 2
 
 test-pytest: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 ## JupyterLab on the notebooks.
 lab: venv

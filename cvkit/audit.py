@@ -217,7 +217,7 @@ def _class_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
             | {"label": c} for c, n in counts.items() if n < t.imbalance*med]
 
 # %% ../nbs/12b_audit.ipynb #bb451b3f
-def _duplicate_checks(images:pd.DataFrame, thumbs:np.ndarray, t:AuditThresholds)->list[dict]:
+def _duplicate_checks(images:pd.DataFrame, thumbs:np.ndarray, t:AuditThresholds, leakage:bool=True)->list[dict]:
     "Exact and near duplicates; copies across the split (leakage); copies with different labels."
     broken = images["error"].notna().to_numpy()
     pairs = {}
@@ -232,7 +232,7 @@ def _duplicate_checks(images:pd.DataFrame, thumbs:np.ndarray, t:AuditThresholds)
         a, b = images.loc[i], images.loc[j]
         exact = a["sha256"] == b["sha256"]
         how = "byte-identical" if exact else f"similarity {s:.3f}"
-        if a["split"] != b["split"]:
+        if leakage and a["split"] != b["split"]:
             tr, va = (a, b) if a["split"] == "train" else (b, a)
             out.append(_finding("leakage", tr, s, f"in training; a {'copy' if exact else 'near copy'} ({how}) is in validation", va["file"]))
         else: out.append(_finding("exact_duplicate" if exact else "near_duplicate", b, s, f"{how} to the other file", a["file"]))
@@ -252,6 +252,7 @@ class AuditReport:
     thresholds:AuditThresholds = field(default_factory=AuditThresholds)
     seconds:float = 0.0                # wall time of the audit
     split_note:str = ""                # where the train/validation split came from
+    in_folders:bool = True             # the data is a folder per class (what the Cleaner can change)
     @property
     def counts(self)->dict:
         "Findings per check (every check that ran, zeros included)."
@@ -357,7 +358,10 @@ def plan(self:AuditReport, checks=("exact_duplicate", "near_duplicate", "leakage
     plan, found = CleaningPlan(), self.issues[self.issues["check"].isin(checks)]
     copies = found[found["check"].isin(["exact_duplicate", "near_duplicate", "leakage"])]
     parent = {}
-    def root(f): parent.setdefault(f, f); return f if parent[f] == f else root(parent[f])
+    def root(f):                                      # union-find: each group of copies ends up under one root
+        parent.setdefault(f, f)
+        while parent[f] != f: parent[f] = parent[parent[f]]; f = parent[f]
+        return f
     for a, b in zip(copies["file"], copies["other"]): parent[root(a)] = root(b)
     split = dict(zip(self.images["file"], self.images["split"]))
     groups = {}
@@ -374,6 +378,8 @@ def plan(self:AuditReport, checks=("exact_duplicate", "near_duplicate", "leakage
 def cleaner(self:AuditReport, root:str|Path|None=None, checks=("exact_duplicate", "near_duplicate", "leakage", "unreadable"), **kwargs):
     "A `Cleaner` over every flagged file (worst first), with `plan(checks)` pre-marked for a person to accept or change."
     from cvkit.cleaner_widget import Cleaner
+    if not self.in_folders: raise ConfigError("the Cleaner moves files between class folders; this data is listed in a CSV, so edit "
+                                              "the CSV instead (report.issues lists every file, or report.save('audit.json'))")
     root = root or self.root
     if root is None: raise ConfigError("pass root=, the dataset folder with one sub-folder per class")
     found = self.issues.dropna(subset=["file"])
@@ -381,7 +387,7 @@ def cleaner(self:AuditReport, root:str|Path|None=None, checks=("exact_duplicate"
                                                   note=("check", lambda c: ", ".join(dict.fromkeys(x.replace("_", " ") for x in c))))
     table = pd.DataFrame({"file": notes.index, "class": notes["label"].to_numpy(), "loss": notes["score"].to_numpy(),
                           "note": notes["note"].to_numpy()})
-    kwargs.setdefault("classes", [c for c in self.class_counts.index if " " not in str(c)] or None)
+    kwargs.setdefault("classes", list(self.class_counts.index))
     return Cleaner(table, root, plan=self.plan(checks), **kwargs)
 
 # %% ../nbs/12b_audit.ipynb #04c8edfa
@@ -394,8 +400,10 @@ def _split_of(items:Items, valid_idx, valid_pct:float, split:str, seed:int)->tup
     v[vi] = True
     return v, f"the split train would make (valid_pct={valid_pct}, seed={seed})"
 
-def _data_root(items:Items)->Path|None:
-    try: return Path(os.path.commonpath([str(Path(f).resolve().parent) for f in items.files])) if len(items) else None
+def _data_root(items:Items, in_folders:bool)->Path|None:
+    "The dataset folder: above the class folders for a folder per class, else the files' common folder."
+    up = (lambda f: Path(f).resolve().parent.parent) if in_folders else (lambda f: Path(f).resolve().parent)
+    try: return Path(os.path.commonpath([str(up(f)) for f in items.files])) if len(items) else None
     except ValueError: return None
 
 # %% ../nbs/12b_audit.ipynb #95ff531e
@@ -424,10 +432,11 @@ def audit(
     images.insert(1, "label", list(items.labels)); images.insert(2, "split", np.where(valid, "valid", "train"))
     images.attrs["checks"] = checks
     found = _file_checks(images, t) + _pixel_checks(images, t) + _size_checks(images, t) + _class_checks(images, t)
-    if {"exact_duplicate", "near_duplicate", "leakage", "label_conflict"} & set(checks): found += _duplicate_checks(images, thumbs, t)
+    if {"exact_duplicate", "near_duplicate", "leakage", "label_conflict"} & set(checks): found += _duplicate_checks(images, thumbs, t, "leakage" in checks)
     issues = pd.DataFrame(found, columns=["check", "file", "label", "split", "score", "detail", "other"])
     issues = issues[issues["check"].isin(checks)].reset_index(drop=True)
-    labels = images["label"].map(lambda l: " ".join(l) if isinstance(l, (tuple, list)) else l)
-    counts = pd.crosstab(labels, images["split"]).rename_axis(index="class", columns=None)
-    report = AuditReport(issues, images, counts, str(items.source), _data_root(items), t, clock.stop(), note)
+    per_label = images[["label", "split"]].assign(label=images["label"].map(lambda l: list(l) if isinstance(l, (tuple, list)) else [l])).explode("label")
+    counts = pd.crosstab(per_label["label"], per_label["split"]).rename_axis(index="class", columns=None)
+    in_folders = all(not isinstance(l, (tuple, list)) and Path(f).parent.name == l for f, l in zip(items.files, items.labels))
+    report = AuditReport(issues, images, counts, str(items.source), _data_root(items, in_folders), t, clock.stop(), note, in_folders)
     return report
