@@ -809,6 +809,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cvkit.search.TuneResult.summary': ('search.html#tuneresult.summary', 'cvkit/search.py'),
                               'cvkit.search.TuneResult.trials': ('search.html#tuneresult.trials', 'cvkit/search.py'),
                               'cvkit.search._default_params': ('search.html#_default_params', 'cvkit/search.py'),
+                              'cvkit.search._file_lock': ('search.html#_file_lock', 'cvkit/search.py'),
                               'cvkit.search._fixed': ('search.html#_fixed', 'cvkit/search.py'),
                               'cvkit.search._objective': ('search.html#_objective', 'cvkit/search.py'),
                               'cvkit.search._suggest': ('search.html#_suggest', 'cvkit/search.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13c_search.ipynb #3f0dab45
 from __future__ import annotations
-import math, logging, os, time
+import contextlib, math, logging, os, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
@@ -102,6 +102,16 @@ def make_pruner(name:str="median", max_epochs:int=8):
     raise ConfigError(f"pruner must be one of {', '.join(PRUNERS)}, not {name!r}")
 
 # %% ../nbs/13c_search.ipynb #1353850e
+@contextlib.contextmanager
+def _file_lock(path:Path|None):
+    "Hold an exclusive lock on `path` (created if needed) for the duration; no lock for None."
+    if path is None: yield; return
+    import fcntl
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
 def open_storage(storage:str|Path|None):
     "An Optuna storage for `storage`: None (in memory), a database URL (sqlite:///file.db, postgresql://...) or a journal file (*.log)."
     import optuna, warnings
@@ -117,7 +127,11 @@ def open_storage(storage:str|Path|None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = {"heartbeat_stale_trial_callback": retry(max_retry=1)} if retry else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-            return RDBStorage(s, engine_kwargs=kw, heartbeat_interval=15, grace_period=60, **retry)
+            # workers started together would all create the tables of a new SQLite file at once, and all but one
+            # would fail ("table already exists"): an flock on the file (SQLite's own locks are separate fcntl locks,
+            # and an empty file is a valid new database) lets one create them first
+            with _file_lock(Path(s[len("sqlite:///"):]) if s.startswith("sqlite:///") else None):
+                return RDBStorage(s, engine_kwargs=kw, heartbeat_interval=15, grace_period=60, **retry)
     if s.endswith((".log", ".journal")):
         Path(s).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(s))
