@@ -11,8 +11,11 @@ flags on untouched real photos, and how well `label_issues` finds flipped labels
    For each check: precision (flagged items that were planted) and recall (planted items that were flagged);
    duplicates are counted as pairs (a copy and its source), leakage as the planted pairs across the split. Also:
    seconds per 1,000 images (all checks, decode included), and what the other checks flag on the same images.
-2. **Untouched real photos**: the audit of the ants-and-bees photos (`hymenoptera.tar`) as shipped: every finding.
-3. **Label noise**: `--flip` of the labels moved to a wrong class, then `label_issues`:
+2. **Other libraries** (only if installed; cvkit does not depend on them): the same kind of planted set through
+   cleanvision's `Imagelab` with its default thresholds and imagededup's perceptual hash, with precision, recall
+   and time beside cvkit's.
+3. **Untouched real photos**: the audit of the ants-and-bees photos (`hymenoptera.tar`) as shipped: every finding.
+4. **Label noise**: `--flip` of the labels moved to a wrong class, then `label_issues`:
    - digits: out-of-fold probabilities from `cross_validate` of the default config (small_resnet, 5 folds);
    - a CIFAR-10 *test* subset (`--n` images; the bundled backbone never saw them): out-of-fold probabilities of a
      logistic regression on its embeddings (scikit-learn `cross_val_predict`, 5 stratified folds), and with
@@ -20,7 +23,7 @@ flags on untouched real photos, and how well `label_issues` finds flipped labels
    Each with cleanlab's three rules (`filter_by`): precision and recall of the flagged images, precision among the
    k most suspicious (k = the number flipped), and how often the suggested label is the true one.
 
-    python benchmarks/audit.py [--n 3000] [--flip 0.05] [--parts planted,photos,labels] [--cifar-cnn] [--json benchmarks/results/audit-cpu.json]
+    python benchmarks/audit.py [--n 3000] [--flip 0.05] [--parts planted,photos,libraries,labels] [--cifar-cnn] [--json benchmarks/results/audit-cpu.json]
 """
 import argparse, datetime, io, platform, shutil, tempfile, time, warnings
 warnings.filterwarnings("ignore")
@@ -144,6 +147,52 @@ def part_planted(a)->dict:
             "near_duplicate_recall_by_kind": near_kinds, "other_findings": others}
 
 
+def part_libraries(a)->dict:
+    "The same planted set through cleanvision (Imagelab, default settings) and imagededup (PHash), beside cvkit's audit."
+    try:
+        from cleanvision import Imagelab
+        from imagededup.methods import PHash
+    except ImportError:
+        print("\n## libraries: skipped (pip install cleanvision imagededup to compare them; cvkit does not depend on them)")
+        return {"skipped": "cleanvision or imagededup not installed"}
+    rng = np.random.default_rng(a.seed)
+    work = Path(tempfile.mkdtemp(prefix="cvkit-audit-libs-"))
+    root = split_copy(cifar_subset("train", a.n//10), work/"cifar", 0.2, rng)
+    truth = plant(root, rng)
+    planted = lambda kind: {frozenset((str(s_), str(d))) for s_, d, _ in truth[kind]}
+    files = lambda kind: set(map(str, truth[kind]))
+    rows = {}
+    t0 = time.perf_counter(); report = audit(root); cv_s = time.perf_counter() - t0
+    rows["cvkit audit"] = {"dark": pr(set(map(str, report.of("dark")["file"])), files("dark")),
+                           "blurry": pr(set(map(str, report.of("blurry")["file"])), files("blurry")),
+                           "low_information": pr(set(map(str, report.of("low_information")["file"])), files("flat")),
+                           "near_duplicate": pr(pairs_of(report, ["near_duplicate", "leakage"], exact=False), planted("near")),
+                           "seconds_per_1000": cv_s/len(report.images)*1000}
+    t0 = time.perf_counter()
+    lab = Imagelab(data_path=str(root)); lab.find_issues(verbose=False)
+    cl_s = time.perf_counter() - t0
+    iss = lab.issues
+    flagged = lambda col: {str(Path(f)) for f in iss.index[iss[col]]} if col in iss else set()
+    near_sets = lab.info.get("near_duplicates", {}).get("sets", [])
+    near_pairs = {frozenset((str(x), str(y))) for grp in near_sets for x in grp for y in grp if x != y}
+    rows["cleanvision 0.3 (defaults)"] = {"dark": pr(flagged("is_dark_issue"), files("dark")), "blurry": pr(flagged("is_blurry_issue"), files("blurry")),
+                                          "low_information": pr(flagged("is_low_information_issue"), files("flat")),
+                                          "near_duplicate": pr(near_pairs, planted("near")), "seconds_per_1000": cl_s/len(iss)*1000}
+    t0 = time.perf_counter()
+    hasher = PHash(verbose=False)
+    enc = hasher.encode_images(image_dir=str(root), recursive=True)
+    dups = hasher.find_duplicates(encoding_map=enc, max_distance_threshold=10)
+    ph_s = time.perf_counter() - t0
+    ph_pairs = {frozenset((str(root/k), str(root/v))) for k, vs in dups.items() for v in vs}
+    rows["imagededup PHash (distance 10)"] = {"near_duplicate": pr(ph_pairs, planted("near") | planted("exact")), "seconds_per_1000": ph_s/len(enc)*1000}
+    print(f"\n## the same planted set ({len(report.images):,} images) through other libraries")
+    flat = {lib: {(f"{k} P/R" if isinstance(v, dict) else k): (f"{v['precision']:.2f}/{v['recall']:.2f}" if isinstance(v, dict) else f"{v:.2f}")
+                  for k, v in r.items()} for lib, r in rows.items()}
+    print(pd.DataFrame(flat).T.fillna("-").to_string())
+    shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
 def part_photos(a)->dict:
     from cvkit.datasets import extract_archive
     root = extract_archive(SHARED/"hymenoptera.tar")
@@ -238,7 +287,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=3000, help="CIFAR-10 images for the planted and the label-noise parts (default: %(default)s)")
     ap.add_argument("--flip", type=float, default=0.05, help="share of labels flipped (default: %(default)s)")
-    ap.add_argument("--parts", default="planted,photos,labels")
+    ap.add_argument("--parts", default="planted,photos,libraries,labels")
     ap.add_argument("--cifar-cnn", action="store_true", help="also cross-validate a fine-tuned CNN on the CIFAR-10 label-noise set (about 3 minutes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
@@ -249,7 +298,7 @@ def main():
            "machine": f"{platform.processor() or platform.machine()} ({__import__('os').cpu_count()} threads)", "device": "cpu",
            "args": {k: str(v) for k, v in vars(a).items()}}
     t0 = time.perf_counter()
-    for name, fn in (("planted", part_planted), ("photos", part_photos), ("labels", part_labels)):
+    for name, fn in (("planted", part_planted), ("photos", part_photos), ("libraries", part_libraries), ("labels", part_labels)):
         if name in parts: res[name] = fn(a)
     res["total_seconds"] = time.perf_counter() - t0
     print(f"\ntotal {res['total_seconds']:.0f} s")
