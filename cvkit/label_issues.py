@@ -25,6 +25,7 @@ class LabelIssues:
     task:str = "single_label"          # the data's task
     root:Path|None = None              # the dataset folder (for the Cleaner)
     accuracy:float = float("nan")      # how often the out-of-fold prediction agrees with the given label
+    in_folders:bool = True             # the data is a folder per class (what relabelling by moving files can change)
     @property
     def issues(self)->pd.DataFrame:
         "The suspected label errors, most suspicious (lowest label quality) first."
@@ -87,8 +88,10 @@ def label_issues(
         import os
         try: root = os.path.commonpath([str(Path(f).resolve().parent.parent) for f in files])
         except ValueError: root = None
-    agree = float(np.mean([a == b for a, b in zip(table["label"], table["suggested"] if multi else [classes[i] for i in p.argmax(1)])]))
-    return LabelIssues(table, classes, task, Path(root) if root else None, agree)
+    agree = float(np.mean([set(a) == set(b) if multi else a == b
+                           for a, b in zip(table["label"], table["suggested"] if multi else [classes[i] for i in p.argmax(1)])]))
+    in_folders = not multi and all(f is not None and Path(f).parent.name == l for f, l in zip(table["file"], table["label"]))
+    return LabelIssues(table, classes, task, Path(root) if root else None, agree, in_folders)
 
 # %% ../nbs/13e_label_issues.ipynb #1cbfb9ab
 def _single_label_table(p:np.ndarray, given:np.ndarray, flagged:np.ndarray, classes:list, outliers:float)->pd.DataFrame:
@@ -117,8 +120,9 @@ def _multi_label_table(p:np.ndarray, given:list, flagged:np.ndarray, classes:lis
 @patch
 def plan(self:LabelIssues, n:int|None=None, min_quality:float|None=None)->CleaningPlan:
     "Relabel each suspected error (the `n` most suspicious, or those below `min_quality`) to its suggested class."
-    if self.task != "single_label":
-        raise ConfigError("relabelling by moving files needs single-label folder data; edit the labels CSV for multi-label data")
+    if not self.in_folders:
+        raise ConfigError("relabelling moves files between class folders, and these labels come from a CSV (or multi-label data): "
+                          "edit the CSV instead; .issues lists each file with its suggested label")
     issues = self.issues if n is None else self.issues.head(n)
     if min_quality is not None: issues = issues[issues["label_quality"] < min_quality]
     plan = CleaningPlan()
