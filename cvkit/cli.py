@@ -292,6 +292,8 @@ def _usage_errors(a:argparse.Namespace)->list[str]:
         bad += [f"--valid-pct must be between 0 and 1" for v in [a.valid_pct] if not 0 < v < 1]
         bad += [f"--threshold must be auto or a number between 0 and 1" for v in [a.threshold] if v != "auto" and not _unit(v)]
         bad += [f"--lr must be positive" for v in [a.lr] if v is not None and v <= 0]
+        bad += [f"--wd must be 0 or more" for v in [a.wd] if v is not None and v < 0]
+        bad += [f"--label-smoothing must be at least 0 and below 1" for v in [a.label_smoothing] if v is not None and not 0 <= v < 1]
     if a.command == "cv":
         bad += [f"--folds must be at least 2" for v in [a.folds] if v < 2] + [f"--repeats must be at least 1" for v in [a.repeats] if v < 1]
     if a.command == "tune":

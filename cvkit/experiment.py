@@ -60,9 +60,14 @@ class TrainConfig:
         return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
     def check(self):
         "Raise `ConfigError` for values that cannot work, before any data is read."
-        bad = [f"{n} must be at least 1" for n in ("epochs", "bs") if getattr(self, n) is not None and getattr(self, n) < 1]
+        bad = [f"{n} must be at least 1, not {getattr(self, n)}" for n in ("epochs", "bs", "size")
+               if getattr(self, n) is not None and getattr(self, n) < 1]
         bad += [f"valid_pct must be between 0 and 1, not {self.valid_pct}"] if not 0 < self.valid_pct < 1 else []
-        bad += [f"lr must be positive, not {self.lr}"] if self.lr is not None and self.lr <= 0 else []
+        bad += [f"{n} must be positive, not {getattr(self, n)}" for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
+        bad += [f"wd must be 0 or more, not {self.wd}"] if self.wd is not None and self.wd < 0 else []
+        bad += [f"label_smoothing must be at least 0 and below 1, not {self.label_smoothing}"] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
+        bad += [f"threshold must be 'auto' or a number between 0 and 1, not {self.threshold!r}"] if self.threshold != "auto" and not (
+               isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
         if bad: raise ConfigError("; ".join(bad))
 
 # %% ../nbs/13_experiment.ipynb #d6ad353a
