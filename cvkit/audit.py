@@ -21,7 +21,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CHECKS', 'FORMAT_EXTENSIONS', 'THUMB', 'DELETABLE', 'AuditThresholds', 'sharpness', 'scan_image', 'scan_images',
-           'fingerprints', 'near_duplicate_pairs', 'AuditReport', 'audit']
+           'fingerprints', 'near_duplicate_pairs', 'AuditReport', 'data_root', 'audit']
 
 # %% ../nbs/12b_audit.ipynb #79e520a6
 CHECKS = {
@@ -400,10 +400,10 @@ def _split_of(items:Items, valid_idx, valid_pct:float, split:str, seed:int)->tup
     v[vi] = True
     return v, f"the split train would make (valid_pct={valid_pct}, seed={seed})"
 
-def _data_root(items:Items, in_folders:bool)->Path|None:
-    "The dataset folder: above the class folders for a folder per class, else the files' common folder."
+def data_root(files:list, in_folders:bool=True)->Path|None:
+    "The dataset folder of `files`: above the class folders for a folder per class, else the files' common folder."
     up = (lambda f: Path(f).resolve().parent.parent) if in_folders else (lambda f: Path(f).resolve().parent)
-    try: return Path(os.path.commonpath([str(up(f)) for f in items.files])) if len(items) else None
+    try: return Path(os.path.commonpath([str(up(f)) for f in files])) if len(files) else None
     except ValueError: return None
 
 # %% ../nbs/12b_audit.ipynb #95ff531e
@@ -438,5 +438,5 @@ def audit(
     per_label = images[["label", "split"]].assign(label=images["label"].map(lambda l: list(l) if isinstance(l, (tuple, list)) else [l])).explode("label")
     counts = pd.crosstab(per_label["label"], per_label["split"]).rename_axis(index="class", columns=None)
     in_folders = all(not isinstance(l, (tuple, list)) and Path(f).parent.name == l for f, l in zip(items.files, items.labels))
-    report = AuditReport(issues, images, counts, str(items.source), _data_root(items, in_folders), t, clock.stop(), note, in_folders)
+    report = AuditReport(issues, images, counts, str(items.source), data_root(items.files, in_folders), t, clock.stop(), note, in_folders)
     return report

@@ -11,6 +11,7 @@ import pandas as pd
 from .core import *
 from .tasks import get_task
 from .cleaner import CleaningPlan
+from .audit import data_root
 from fastcore.basics import patch
 
 # %% auto #0
@@ -84,10 +85,7 @@ def label_issues(
     flagged = find_label_issues(given, p, filter_by=filter_by, multi_label=multi, n_jobs=1)
     table = (_multi_label_table if multi else _single_label_table)(p, given, flagged, classes, outliers)
     table.insert(0, "file", [files[i] for i in ok])
-    if root is None and all(f is not None for f in files) and files:
-        import os
-        try: root = os.path.commonpath([str(Path(f).resolve().parent.parent) for f in files])
-        except ValueError: root = None
+    if root is None and all(f is not None for f in files): root = data_root(files)
     agree = float(np.mean([set(a) == set(b) if multi else a == b
                            for a, b in zip(table["label"], table["suggested"] if multi else [classes[i] for i in p.argmax(1)])]))
     in_folders = not multi and all(f is not None and Path(f).parent.name == l for f, l in zip(table["file"], table["label"]))
