@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 from fastai.vision.all import (Learner, vision_learner, accuracy, Adam, SGD, CrossEntropyLossFlat,
-    LabelSmoothingCrossEntropyFlat, Callback, SaveModelCallback, EarlyStoppingCallback, ProgressCallback,
+    LabelSmoothingCrossEntropyFlat, Callback, ProgressCallback,
     MixedPrecision, ChannelsLast, noop, IN_NOTEBOOK, DataLoaders, params, AvgSmoothLoss, TensorImage)
 from .core import *
 from .models import ArchSpec, arch_spec, pretrained_state_dict, load_backbone, body_groups, PatchWhitening, IMAGENET_MEAN, IMAGENET_STD
 from .tasks import Task, SingleLabel
+from .callbacks import SaveBest, EarlyStopping
 from .data import TensorImageDataset, set_normalization
 
 # %% auto #0
@@ -219,10 +220,10 @@ def cv_learner(
     metrics:list|None=None,          # fastai metrics (default: the task's, e.g. accuracy; multi-label: accuracy per label and macro F1)
     precision:str="auto",            # "auto", "fp32", "bf16" or "fp16"
     channels_last:bool=True,         # NHWC memory layout for convolutions (faster on CPUs and tensor cores)
-    save_best:bool|str=False,        # keep the weights of the best epoch (monitor: True = valid_loss, or a metric name)
+    save_best:bool|str=False,        # restore the weights of the best epoch after training (monitor: True = valid_loss, or a metric name)
     early_stopping:int|None=None,    # stop after this many epochs without improvement of valid_loss
     weights:str|Path|None=None,      # pretrained weights file (.safetensors/.pth state dict); implies pretrained
-    path:str|Path=".",               # where fastai saves checkpoints (in `path`/models)
+    path:str|Path=".",               # the learner's folder (fastai's `learn.path`)
     plain_logging:bool|None=None,    # one line per epoch instead of progress bars (None: when not interactive)
     seed:int|None=42,                # seed for the initial weights
     compile:bool|str|dict=False,     # `torch.compile` the model (True, a mode such as "max-autotune", or its kwargs)
@@ -280,8 +281,8 @@ def cv_learner(
     compile_model(learn, compile)
     if save_best:
         monitor = "valid_loss" if save_best is True else save_best
-        learn.add_cb(SaveModelCallback(monitor=monitor, fname="best", with_opt=False, reset_on_fit=True))
-    if early_stopping: learn.add_cb(EarlyStoppingCallback(monitor="valid_loss", patience=early_stopping))
+        learn.add_cb(SaveBest(monitor=monitor))                  # in memory; restored after the fit (nothing unpickled)
+    if early_stopping: learn.add_cb(EarlyStopping(monitor="valid_loss", patience=early_stopping))
     if plain_logging or (plain_logging is None and not _interactive()): use_plain_logging(learn)
     return learn
 
