@@ -232,6 +232,7 @@ def cv_learner(
     **arch_kwargs,                   # passed to the architecture (e.g. widths, batchnorm)
 )->Learner:
     "A fastai `Learner` for `dls` and the architecture `arch`, with device precision and optional callbacks."
+    for dl in dls.loaders: getattr(dl, "n_inp", None)      # fastai works this out lazily by transforming a batch: do it before seeding, not mid-fit
     seed_everything(seed)
     reseed_dataloaders(dls, seed)
     spec = None if isinstance(arch, nn.Module) else arch_spec(arch)
