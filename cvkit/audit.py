@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import ndimage
 from .core import *
 from .items import Items, read_items
-from .images import _why_unreadable
+from .images import _why_unreadable, _check_size, _no_size_warning, to_rgb
 from .split import split_indices
 from .cleaner import CleaningPlan
 from fastcore.basics import patch
@@ -75,15 +75,18 @@ def scan_image(
     size:int=256,    # decode at most this many pixels on the longer side
 )->tuple[dict,np.ndarray|None]:
     "Read `path` once: its hash, format and statistics (a dict), and a 32-px grey thumbnail (None if unreadable)."
-    path = Path(path); data = path.read_bytes()
+    path = Path(path)
+    try: data = path.read_bytes()
+    except OSError as e: return {"file": path, "bytes": None, "sha256": None, "error": _why_unreadable(path, e)}, None
     row = {"file": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "error": None}
     try:
         with Image.open(io.BytesIO(data)) as im:
             row |= {"format": im.format, "mode": im.mode, "width": im.width, "height": im.height}
+            _check_size(im)                                   # as in training: refused before decoding
             if im.format == "JPEG": im.draft("RGB", (size, size))
-            rgb = im.convert("RGB")
+            rgb = to_rgb(im)                                  # as in training: orientation, transparency, bit depth
+            rgb.thumbnail((size, size), Image.BILINEAR); rgb.load()   # decoded before the file closes
     except Exception as e: return row | {"error": _why_unreadable(path, e)}, None
-    rgb.thumbnail((size, size), Image.BILINEAR)
     a = np.asarray(rgb, np.float32)/255
     gray = a @ np.array([0.299, 0.587, 0.114], np.float32)
     p05, p95 = np.percentile(gray, [5, 95])
@@ -100,7 +103,7 @@ def scan_images(
     workers:int=4,   # decoding threads
 )->tuple[pd.DataFrame,np.ndarray]:
     "`scan_image` over `files` (in threads): one row of statistics per file, and the thumbnails (N, 32, 32; zeros if unreadable)."
-    with ThreadPoolExecutor(workers) as ex: res = list(ex.map(lambda f: scan_image(f, size), files))
+    with _no_size_warning(), ThreadPoolExecutor(workers) as ex: res = list(ex.map(lambda f: scan_image(f, size), files))
     rows = pd.DataFrame([r for r, _ in res])
     thumbs = np.stack([t if t is not None else np.zeros((THUMB, THUMB), np.uint8) for _, t in res]) if res else np.zeros((0, THUMB, THUMB), np.uint8)
     return rows, thumbs

@@ -16,6 +16,7 @@ from .core import *
 from .tasks import *
 from .items import *
 from .images import *
+from .images import _decode, _no_size_warning, _why_unreadable
 from .split import *
 from .augment import augmentation_transforms
 
@@ -97,16 +98,16 @@ class DataSpec:
 # %% ../nbs/03b_data.ipynb #2d5721ae
 def _as_array(im, size:int, method:str)->np.ndarray:
     "One image (file, PIL image or HWC array) as a resized HWC uint8 RGB array."
-    if isinstance(im, (str, Path)):
+    if isinstance(im, (str, Path)):                       # a file: decoded exactly as for training (`load_image`)
         try: return load_image(Path(im), size, method)
-        except FileNotFoundError: raise DataError(f"image {im} does not exist")
-        except Exception as e: raise DataError(f"{im}: cannot read it as an image ({e})") from e
+        except FileNotFoundError: raise DataError(f"image {printable_path(im)} does not exist")
+        except Exception as e: raise DataError(f"{printable_path(im)}: {_why_unreadable(Path(im), e)}") from e
     if not isinstance(im, Image.Image):
         a = np.asarray(im)
         if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
             raise DataError(f"an image array must be HWC uint8 with 1, 3 or 4 channels, not {a.dtype} {a.shape}")
         im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a)
-    return np.asarray(resize_image(im.convert("RGB"), size, method))
+    return np.asarray(resize_image(to_rgb(im), size, method))   # orientation, transparency, bit depth: as for files
 
 def images_to_input(
     images,                      # files, PIL images, HWC uint8 arrays, or a uint8 tensor (N, C, H, W) / (C, H, W) already resized
@@ -122,7 +123,7 @@ def images_to_input(
         x = images[None] if images.ndim == 3 else images
     else:
         single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim <= 3)
-        arrs = [_as_array(im, size, resize_method) for im in ([images] if single else list(images))]
+        with _no_size_warning(): arrs = [_as_array(im, size, resize_method) for im in ([images] if single else list(images))]
         if not arrs: raise DataError("no images given")
         x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2)
     x = x.to(device or "cpu").float().div_(255)
@@ -209,6 +210,7 @@ def image_dataloaders(
     _report_skipped(skipped, len(items.files) + len(items.skipped))
     kept = items.subset(keep); kept.skipped = skipped
     labels = kept.labels
+    _check_classes_kept(task, items, labels, len(bad))
     task.check(labels, items.source)
     vocab = task.classes(labels)
     if valid_idx is not None: (train_idx, valid_idx), how = _explicit_split(valid_idx, keep, len(items)), "given"
@@ -234,7 +236,7 @@ def image_dataloaders(
     else:
         files = kept.files
         get_y = (lambda i: labels[i]) if isinstance(task, SingleLabel) else (lambda i: list(labels[i]))
-        block = DataBlock(blocks=(ImageBlock, task.block(vocab)), get_x=lambda i: files[i], get_y=get_y,
+        block = DataBlock(blocks=(ImageBlock, task.block(vocab)), get_x=lambda i: load_image(files[i]), get_y=get_y,
                           splitter=IndexSplitter(valid_idx),
                           item_tfms=Resize(size, method={"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}[resize_method],
                                            pad_mode="zeros"),
@@ -250,15 +252,24 @@ def image_dataloaders(
     return dls
 
 def _stats_from_files(files, size, method):
-    arrays, _ = decode_images(files, size, method, cache=False)
+    arrays, _ = decode_images(files, size, method, cache=False, quiet=True)
     x = torch.from_numpy(np.stack([a for a in arrays if a is not None])).permute(0, 3, 1, 2)
     return image_stats(x)
 
 def _report_skipped(skipped:list, total:int):
     if not skipped: return
-    lines = "\n".join(f"  {p}: {why}" for p, why in skipped[:20])
+    lines = "\n".join(f"  {printable_path(p)}: {why}" for p, why in skipped[:20])
     more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
     log.warning(f"skipped {len(skipped)} of {total} files:\n{lines}{more}")
+
+def _check_classes_kept(task:Task, items:Items, labels:list, n_bad:int):
+    "A `DataError` if skipping unreadable files took every image of a class (a classifier silently missing a class is wrong)."
+    if not labels: raise DataError(f"none of the {len(items)} image files in {items.source} can be decoded (the reasons are above); fix or replace them")
+    left = set(task.classes(labels))
+    lost = [c for c in task.classes(items.labels) if c not in left]
+    if lost:
+        raise DataError(f"class(es) {lost} lost all their images: every one of their files was skipped as unreadable "
+                        f"(listed above); fix or replace those files, or remove the class")
 
 # %% ../nbs/03b_data.ipynb #9b041800
 def set_normalization(

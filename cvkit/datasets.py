@@ -4,29 +4,33 @@
 
 # %% ../nbs/01_datasets.ipynb #62cb25d4
 from __future__ import annotations
-import hashlib, math, shutil, tarfile, zipfile, stat
+import hashlib, math, os, shutil, tarfile, tempfile, zipfile, stat
 from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from .core import *
 
 # %% auto #0
-__all__ = ['SHAPES', 'ARCHIVE_SUFFIXES', 'digits', 'draw_shape', 'draw_shapes', 'shapes', 'is_archive', 'extract_archive']
+__all__ = ['SHAPES', 'ARCHIVE_SUFFIXES', 'ARCHIVE_LIMITS', 'digits', 'draw_shape', 'draw_shapes', 'shapes', 'is_archive',
+           'extract_archive']
 
 # %% ../nbs/01_datasets.ipynb #f9fd620c
 def _build_once(dest:Path, build)->Path:
-    "Run `build(tmp_dir)` and move the result to `dest` atomically, unless `dest` is already complete."
+    "Run `build(folder)` in a new folder beside `dest` and rename it to `dest`, unless `dest` is complete; safe with several processes."
+    dest = Path(dest)
     if (dest/".complete").exists(): return dest
-    tmp = dest.with_name(dest.name + f".tmp{np.random.randint(1<<30)}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build(tmp)
-    (tmp/".complete").write_text("ok\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    try: tmp.rename(dest)
-    except OSError:                      # another process finished first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (dest/".complete").exists(): raise
-    return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))   # this process's own folder
+    try:
+        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o777 & ~umask)   # mkdtemp makes it private: the usual permissions
+        build(tmp)
+        (tmp/".complete").write_text("ok\n")
+        try: os.rename(tmp, dest)                  # atomic; fails if another process's folder is already there
+        except OSError:
+            if not (dest/".complete").exists():
+                raise DataError(f"{dest} exists but is not a complete dataset (an interrupted build?); remove it and try again")
+        return dest                                # theirs or ours: complete either way, and never removed under a reader
+    finally: shutil.rmtree(tmp, ignore_errors=True)   # only this process's folder (gone already after a rename)
 
 # %% ../nbs/01_datasets.ipynb #d75f36c0
 def digits(
@@ -193,9 +197,23 @@ def _check_member(name:str, archive:Path):
     if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
         raise DataError(f"{archive}: refusing to extract member {name!r}: it points outside the target folder")
 
+ARCHIVE_LIMITS = {"members": 2_000_000}   # at most this many members in an archive (each costs memory to list)
+
+def _check_totals(archive:Path, sizes:list[int], dest:Path):
+    "Refuse an archive with absurdly many members, or whose contents would not fit on the disk (a zip bomb)."
+    if len(sizes) > ARCHIVE_LIMITS["members"]:
+        raise DataError(f"{archive}: refusing to extract more than {ARCHIVE_LIMITS['members']:,} members "
+                        f"(ARCHIVE_LIMITS['members']); raise that limit if the archive is what you expect")
+    total, free = sum(sizes), shutil.disk_usage(dest).free
+    if total > free:
+        raise DataError(f"{archive}: refusing to extract: its members hold {total/2**30:.1f} GiB, and only {free/2**30:.1f} GiB "
+                        f"is free in {dest.parent}; free some space or extract it yourself")
+
 def _extract_zip(archive:Path, dest:Path):
     with zipfile.ZipFile(archive) as z:
-        for info in z.infolist():
+        infos = z.infolist()
+        _check_totals(archive, [i.file_size for i in infos], dest)
+        for info in infos:
             _check_member(info.filename, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise DataError(f"{archive}: refusing to extract member {info.filename!r}: it is a symbolic link")
@@ -203,13 +221,20 @@ def _extract_zip(archive:Path, dest:Path):
 
 def _extract_tar(archive:Path, dest:Path):
     with tarfile.open(archive) as t:
-        for m in t.getmembers():
+        members = []
+        for m in t:                                        # counted as they are read: a huge listing stops early
+            members.append(m)
+            if len(members) > ARCHIVE_LIMITS["members"]: break
+        _check_totals(archive, [m.size for m in members], dest)
+        for m in members:
             _check_member(m.name, archive)
+            if m.isdev() or m.isfifo():
+                raise DataError(f"{archive}: refusing to extract member {m.name!r}: it is a device file or a pipe, not data")
             if (m.issym() or m.islnk()):
                 target = PurePosixPath(m.name).parent/m.linkname if m.issym() else PurePosixPath(m.linkname)
                 if m.linkname.startswith("/") or ".." in PurePosixPath(str(target)).parts:
                     raise DataError(f"{archive}: refusing to extract member {m.name!r}: it links outside the target folder ({m.linkname})")
-        try: t.extractall(dest, filter="data")
+        try: t.extractall(dest, members=members, filter="data")
         except tarfile.FilterError as e: raise DataError(f"{archive}: refusing to extract: {e}") from e
 
 def extract_archive(
@@ -226,16 +251,12 @@ def extract_archive(
         key = hashlib.sha1(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
         dest = cache_dir("extracted")/f"{archive.name.split('.')[0]}-{key}"
     dest = Path(dest)
-    def build(tmp:Path):
-        tmp.mkdir(parents=True)
+    def build(tmp:Path):                               # `_build_once` removes `tmp` if this fails
         try:
             if archive.name.lower().endswith(".zip"): _extract_zip(archive, tmp)
             else: _extract_tar(archive, tmp)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"{archive}: cannot read the archive ({e}); is it complete and not corrupt?") from e
-        except DataError:
-            shutil.rmtree(tmp, ignore_errors=True); raise
     _build_once(dest, build)
     entries = [p for p in dest.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest

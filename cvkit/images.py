@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_images.ipynb #fac9104c
 from __future__ import annotations
-import os
+import os, warnings, contextlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import *
+from .items import printable_path
 
 # %% auto #0
-__all__ = ['IMAGE_CACHE', 'RESIZE_METHODS', 'clear_image_cache', 'resize_image', 'load_image', 'decode_images', 'image_stats',
-           'typical_side', 'auto_size']
+__all__ = ['IMAGE_CACHE', 'RESIZE_METHODS', 'BACKGROUND', 'clear_image_cache', 'resize_image', 'to_rgb', 'load_image',
+           'decode_images', 'image_stats', 'typical_side', 'auto_size']
 
 # %% ../nbs/02b_images.ipynb #93566b84
 IMAGE_CACHE = {"max_mb": 2048, "max_entries": 2, "hits": 0, "misses": 0}   # decoded-image cache settings and counters
@@ -54,36 +55,93 @@ def resize_image(img:Image.Image, size:int, method:str="squish")->Image.Image:
     raise ConfigError(f"resize method must be one of {RESIZE_METHODS}, not {method!r}")
 
 # %% ../nbs/02b_images.ipynb #0378d07d
+BACKGROUND = (255, 255, 255)   # what transparent pixels become: white, as a viewer shows them on a light page
+
+def _stretch_to_8_bits(im:Image.Image)->Image.Image:
+    "A 16-bit, 32-bit or float grey image as 8-bit grey, stretched over the image's own range of values (never clipped)."
+    a = np.asarray(im).astype(np.float32)
+    finite = np.isfinite(a)
+    values = a if finite.all() else a[finite]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not finite.all(): a[~finite] = lo                        # NaN and infinities: the darkest value
+    if hi > lo: a = (a - lo)*(255/(hi - lo))
+    else: a = np.full_like(a, 255*min(max(lo/(1.0 if im.mode == "F" else 65535), 0.0), 1.0))   # constant: by the format's full scale
+    return Image.fromarray(a.round().astype(np.uint8), "L")
+
+def to_rgb(
+    im:Image.Image,                # an opened image, in any mode Pillow reads
+    background:tuple=BACKGROUND,   # colour seen through transparent pixels
+)->Image.Image:
+    "`im` as the RGB picture a person sees: EXIF orientation applied, transparency over `background`, 16-bit and float images stretched to 8 bits."
+    if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"): im = _stretch_to_8_bits(im)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", im.size, background)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+# %% ../nbs/02b_images.ipynb #5d577e3d
+def _check_size(im:Image.Image):
+    "Refuse, before decoding, an image with more pixels than `PIL.Image.MAX_IMAGE_PIXELS` (Pillow itself only warns up to twice that)."
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and im.width*im.height > limit:
+        raise Image.DecompressionBombError(f"{im.width}×{im.height} = {im.width*im.height:,} pixels, more than PIL.Image.MAX_IMAGE_PIXELS = {limit:,}")
+
+@contextlib.contextmanager
+def _no_size_warning():
+    "Silence Pillow's DecompressionBombWarning around a whole decoding (cvkit refuses those images itself, naming them)."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning); yield
+
 def _why_unreadable(path:Path, e:Exception)->str:
-    if path.stat().st_size == 0: return "empty file (0 bytes)"
+    "Why `path` could not be decoded, in a few words (never raises)."
+    if isinstance(e, PermissionError): return "cannot read the file (permission denied); fix its permissions"
+    if isinstance(e, Image.DecompressionBombError):
+        return f"too large to decode safely ({e}); shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+    try: size = os.stat(path).st_size
+    except OSError as err: return f"cannot read the file ({type(err).__name__}: {err.strerror or err})"
+    if size == 0: return "empty file (0 bytes)"
     if isinstance(e, UnidentifiedImageError): return "not an image (unknown or corrupt format)"
     if "truncated" in str(e).lower(): return "truncated image (the file ends early)"
     return f"cannot decode ({type(e).__name__}: {e})"
 
-def load_image(path:Path, size:int|None=None, method:str="squish", draft:bool=True)->np.ndarray:
-    "Decode `path` as RGB (optionally resized), returning an HWC uint8 array; raises on broken files."
+def _decode(path:Path, size:int|None, method:str, draft:bool)->tuple[np.ndarray,bool]:
+    "The pixels of `path` (see `load_image`), and whether it has several frames."
     with Image.open(path) as im:
+        _check_size(im)
+        several = im.format != "MPO" and bool(getattr(im, "is_animated", False))
+        if several: im.seek(0)
         # a JPEG can decode straight to 1/2, 1/4 or 1/8 scale: pick the smallest that still covers `size`
         if draft and size is not None and im.format == "JPEG": im.draft("RGB", (size, size))
-        im.load()
-        im = im.convert("RGB")
+        im = to_rgb(im)
         if size is not None: im = resize_image(im, size, method)
-        return np.asarray(im)
+        return np.asarray(im), several
+
+def load_image(path:Path, size:int|None=None, method:str="squish", draft:bool=True)->np.ndarray:
+    "Decode `path` as the picture a person sees (`to_rgb`; an animation's first frame), optionally resized, as an HWC uint8 array; raises on broken files."
+    return _decode(Path(path), size, method, draft)[0]
 
 # %% ../nbs/02b_images.ipynb #26bb79f6
-def decode_images(files:list[Path], size:int|None=None, method:str="squish", workers:int=4, keep:bool=True, cache:bool=True):
-    "Decode all `files`; return (arrays, or None for broken files; list of (file, reason) for the broken ones)."
+def decode_images(files:list[Path], size:int|None=None, method:str="squish", workers:int=4, keep:bool=True, cache:bool=True, quiet:bool=False):
+    "Decode all `files`; return (arrays, or None for broken files; list of (file, reason) for the broken ones). Says once how many had several frames."
     key = _cache_key(files, size, method) if keep and cache and size is not None else None
     if key is not None and key in _DECODED:
         IMAGE_CACHE["hits"] += 1; _DECODED.move_to_end(key)
         return _DECODED[key]
     def one(p):
         try:
-            a = load_image(p, size, method)
-            return (a if keep else True), None
-        except Exception as e: return None, _why_unreadable(p, e)
-    with ThreadPoolExecutor(workers) as ex: res = list(ex.map(one, files, chunksize=32))
-    out = [a for a, _ in res], [(p, why) for p, (_, why) in zip(files, res) if why]
+            a, several = _decode(p, size, method, True)
+            return (a if keep else True), None, several
+        except Exception as e: return None, _why_unreadable(p, e), False
+    with _no_size_warning(), ThreadPoolExecutor(workers) as ex: res = list(ex.map(one, files, chunksize=32))
+    animated = [p for p, (_, _, several) in zip(files, res) if several]
+    if animated and not quiet:
+        names = ", ".join(printable_path(p) for p in animated[:5]) + (", ..." if len(animated) > 5 else "")
+        log.warning(f"{len(animated)} of {len(files)} files have several frames (animated GIF, PNG or WebP, or a multi-page TIFF); "
+                    f"the first frame of each is used: {names}")
+    out = [a for a, _, _ in res], [(p, why) for p, (_, why, _) in zip(files, res) if why]
     if key is not None: _remember(key, out)
     return out
 
@@ -97,10 +155,11 @@ def image_stats(images:torch.Tensor)->tuple[list[float],list[float]]:
 def typical_side(files:list[Path], n:int=64)->int|None:
     "The median shorter side, in pixels, of up to `n` images spread over `files` (None if none can be read)."
     sides = []
-    for f in files[:: max(1, len(files)//n)][:n]:
-        try:
-            with Image.open(f) as im: sides.append(min(im.size))
-        except Exception: pass
+    with _no_size_warning():
+        for f in files[:: max(1, len(files)//n)][:n]:
+            try:
+                with Image.open(f) as im: sides.append(min(im.size))
+            except Exception: pass
     return int(np.median(sides)) if sides else None
 
 def auto_size(files:list[Path], n:int=64)->int:

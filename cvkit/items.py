@@ -4,7 +4,8 @@
 
 # %% ../nbs/02a_items.ipynb #eb521859
 from __future__ import annotations
-import re, math
+import os, re, math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
@@ -13,8 +14,14 @@ from .tasks import Task, SingleLabel, MultiLabel, get_task, detect_task
 from .datasets import is_archive, extract_archive
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'VALID_FOLDER_NAMES', 'Items', 'items_from_folder', 'items_from_csv', 'items_from_regex',
-           'read_items']
+__all__ = ['IMAGE_EXTENSIONS', 'VALID_FOLDER_NAMES', 'MISSING_WORDS', 'printable_path', 'Items', 'items_from_folder',
+           'items_from_csv', 'items_from_regex', 'read_items']
+
+# %% ../nbs/02a_items.ipynb #26edfd77
+def printable_path(p)->str:
+    "A file name as one readable line: newlines, tabs, other control characters and bytes that are not text written as escapes."
+    s = str(p)
+    return s if s.isprintable() else "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
 
 # %% ../nbs/02a_items.ipynb #8c831d53
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -45,16 +52,27 @@ class Items:
 
 # %% ../nbs/02a_items.ipynb #58a851bb
 def _image_files(folder:Path, skipped:list)->list[Path]:
-    "All files under `folder` with an image extension; other files are recorded in `skipped`."
+    "All files under `folder` with an image extension; everything else that is not hidden is recorded in `skipped`, with the reason."
     files = []
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts): continue
-        if p.suffix.lower() in IMAGE_EXTENSIONS: files.append(p)
+    for p in sorted(folder.rglob("*")):                  # rglob does not descend into links to folders: no loops
+        if any(part.startswith(".") for part in p.relative_to(folder).parts): continue
+        if p.is_symlink() and not p.exists(): skipped.append((p, "broken link (its target does not exist, or links form a loop)")); continue
+        if p.is_dir():
+            if p.is_symlink(): skipped.append((p, "link to a folder: not followed (it could loop back on itself)"))
+            elif not os.access(p, os.R_OK | os.X_OK): skipped.append((p, "folder cannot be read (permission denied): its files are left out"))
+            continue
+        if not p.is_file(): skipped.append((p, "not a regular file (a pipe, socket or device)"))
+        elif p.suffix.lower() in IMAGE_EXTENSIONS: files.append(p)
         else: skipped.append((p, f"not an image file name (extension {p.suffix or 'none'!r})"))
     return files
 
 def _class_folders(root:Path)->list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("." , "_")))
+
+def _check_readable(folder:Path, what:str, todo:str):
+    "A `DataError` if `folder` cannot be listed (permission denied), rather than a folder that looks empty."
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DataError(f"{what} {printable_path(folder)} cannot be read (permission denied); {todo}")
 
 def items_from_folder(
     path:str|Path,   # a folder with one sub-folder per class, or with train/ and valid/ (val/, test/) folders of those
@@ -62,18 +80,23 @@ def items_from_folder(
     "Read a folder-per-class tree (optionally already split into train/ and valid/) into `Items`."
     root = Path(path)
     if not root.is_dir(): raise DataError(f"{root} is not a folder; give a folder with one sub-folder per class")
+    _check_readable(root, "data folder", "fix its permissions (chmod u+rx)")
     subs = {p.name.lower(): p for p in _class_folders(root)}
     valid_name = next((n for n in VALID_FOLDER_NAMES if n in subs), None)
     parts = [(subs["train"], False), (subs[valid_name], True)] if "train" in subs and valid_name else [(root, None)]
     files, labels, is_valid, skipped = [], [], [], []
     for base, valid in parts:
+        _check_readable(base, "folder", "fix its permissions (chmod u+rx)")
         classes = _class_folders(base)
         if not classes:
             raise DataError(f"{base} has no class sub-folders; expected {base}/<class name>/<image files>")
         for cls in classes:
+            _check_readable(cls, "class folder", f"fix its permissions (chmod -R u+rX) or move it out of {base}")
+            if cls.is_symlink() and (cls.resolve() == root.resolve() or cls.resolve() in root.resolve().parents):
+                raise DataError(f"class folder {printable_path(cls)} is a link to {cls.resolve()}, which holds the data folder itself; remove the link")
             found = _image_files(cls, skipped)
             if not found:
-                raise DataError(f"class folder {cls} contains no image files; add images or remove the folder")
+                raise DataError(f"class folder {printable_path(cls)} contains no image files; add images or remove the folder")
             files += found; labels += [cls.name]*len(found); is_valid += [bool(valid)]*len(found)
     skipped += [(p, "file outside the class folders") for base, _ in parts for p in sorted(base.iterdir())
                 if p.is_file() and not p.name.startswith(".")]
@@ -89,6 +112,53 @@ def _csv_task(task, raw:list[str], label_delim:str, src:str)->Task:
     task = get_task(task)
     return MultiLabel(label_delim) if isinstance(task, MultiLabel) else task
 
+MISSING_WORDS = ("NA", "N/A", "#N/A", "NaN", "nan", "None", "none", "null", "NULL")   # labels that often mean "no value"
+
+def _read_csv(csv:Path, encoding:str, fn_col)->tuple[pd.DataFrame,int]:
+    "The cells of `csv` as text (nothing turned into NaN), and the line number of its first row (2 after a header, else 1)."
+    read = lambda **kw: pd.read_csv(csv, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding=encoding, **kw)
+    try:
+        df = read()
+        first = df.columns[fn_col] if isinstance(fn_col, int) and -len(df.columns) <= fn_col < len(df.columns) else None
+        if first is not None and Path(str(first)).suffix.lower() in IMAGE_EXTENSIONS:
+            log.info(f"{csv}: no header row (the first line names a file, {printable_path(first)!r}); every line is read as data")
+            return read(header=None), 1
+        return df, 2
+    except UnicodeDecodeError as e:
+        data = csv.read_bytes()
+        try: data.decode(encoding); where = ""
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            where = f"line {line} holds byte 0x{data[err.start]:02x}, "
+        raise DataError(f"{csv} is not {encoding} text ({where}{e.reason}); save it as UTF-8, or pass encoding= "
+                        f"with the encoding it was written in (e.g. 'latin-1')") from e
+    except pd.errors.EmptyDataError as e: raise DataError(f"{csv} is empty; it needs a row per image: file name, label") from e
+    except Exception as e: raise DataError(f"{csv}: cannot read it as CSV ({e})") from e
+
+def _drop_repeats(files:list, labels:list, lines:list, is_valid:list, src:str, where)->list[int]:
+    "Positions to keep: each file once. The same file with different labels is an error; with the same label, a warning."
+    first, keep, repeats = {}, [], []
+    for k, p in enumerate(files):
+        key = os.path.normcase(os.path.abspath(p))
+        if key not in first: first[key] = k; keep.append(k); continue
+        j = first[key]
+        if labels[j] != labels[k]:
+            raise DataError(f"{src}: {printable_path(p)} is listed twice with different labels, {labels[j]!r} ({where(lines[j])}) "
+                            f"and {labels[k]!r} ({where(lines[k])}); keep one row per file")
+        repeats.append(f"{printable_path(p)} ({where(lines[j])} and {lines[k]})")
+    if repeats:
+        log.warning(f"{src}: {len(repeats)} row(s) repeat a file with the same label; each file is used once: "
+                    + "; ".join(repeats[:5]) + ("; ..." if len(repeats) > 5 else ""))
+    return keep
+
+def _warn_missing_words(labels:list, src:str):
+    "Say how many rows are labelled with a word that often means a missing value (they are kept as class names)."
+    words = Counter(w for l in labels for w in ((l,) if isinstance(l, str) else l) if w in MISSING_WORDS)
+    if words:
+        said = ", ".join(f"{w!r} ({n} rows)" for w, n in words.items())
+        log.warning(f"{src}: labels {said} can mean a missing value; they are kept as class names. "
+                    f"If those images have no label, remove their rows")
+
 def items_from_csv(
     csv:str|Path|pd.DataFrame,   # a CSV file, or a DataFrame
     folder:str|Path|None=None,   # where relative file names are found (default: the CSV's folder, or the working folder)
@@ -97,37 +167,49 @@ def items_from_csv(
     valid_col:str|None=None,     # optional boolean column marking validation rows (e.g. "is_valid")
     task:str|Task="auto",        # "single_label", "multi_label", or "auto": multi-label if a cell holds several labels
     label_delim:str=" ",         # multi-label: what separates the labels in a cell
+    encoding:str="utf-8",        # the CSV file's text encoding (a UTF-8 byte-order mark is always understood)
 )->Items:
-    "Read (file, label) rows from a CSV or DataFrame into `Items`; missing files or labels raise `DataError`."
-    if isinstance(csv, pd.DataFrame): df, src = csv, "a DataFrame"
+    "Read (file, label) rows from a CSV or DataFrame into `Items`; missing files or labels, or one file with two labels, raise `DataError`."
+    if isinstance(csv, pd.DataFrame): df, src, line0 = csv.reset_index(drop=True), "a DataFrame", 0
     else:
         csv = Path(csv)
         if not csv.is_file(): raise DataError(f"CSV file {csv} does not exist")
-        try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        except Exception as e: raise DataError(f"{csv}: cannot read it as CSV ({e})") from e
+        df, line0 = _read_csv(csv, encoding, fn_col)
         src = str(csv)
         if folder is None: folder = csv.parent
     folder = Path(folder) if folder is not None else Path.cwd()
-    col = lambda c: df.columns[c] if isinstance(c, int) else c
+    def col(c):
+        if not isinstance(c, int): return c
+        if not -len(df.columns) <= c < len(df.columns):
+            raise DataError(f"{src} has {len(df.columns)} column(s), {list(df.columns)}: no column {c} (counting from 0); "
+                            f"it needs a column of file names and one of labels")
+        return df.columns[c]
     fn_col, label_col = col(fn_col), col(label_col)
     for c in (fn_col, label_col, valid_col):
         if c is not None and c not in df.columns:
             raise DataError(f"{src}: no column {c!r}; the columns are {list(df.columns)}")
+    if src != "a DataFrame": df = df[~(df == "").all(axis=1)]          # blank lines (their line numbers still count)
     if len(df) == 0: raise DataError(f"{src} has no rows")
     raw = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[label_col]]
     task = _csv_task(task, raw, label_delim, src)
-    files, labels = [], []
-    for i, (fn, label) in enumerate(zip(df[fn_col], raw)):
-        row = i + 2 if src != "a DataFrame" else i    # CSV line number, counting the header
-        where = f"{src}, {'line' if src != 'a DataFrame' else 'row'} {row}"
-        if not isinstance(fn, str) or not fn.strip(): raise DataError(f"{where}: empty file name")
-        target = task.parse(label, f"{where}: {fn}")
+    where = lambda line: f"{'line' if src != 'a DataFrame' else 'row'} {line}"
+    files, labels, lines, missing = [], [], [], []
+    for i, fn, label in zip(df.index, df[fn_col], raw):
+        line = int(i) + line0                                        # CSV line number, counting the header
+        if not isinstance(fn, str) or not fn.strip(): raise DataError(f"{src}, {where(line)}: empty file name")
+        target = task.parse(label, f"{src}, {where(line)}: {fn}")
         p = Path(fn) if Path(fn).is_absolute() else folder/fn
-        if not p.is_file(): raise DataError(f"{where}: file {p} does not exist (file names are read relative to {folder})")
-        files.append(p); labels.append(target)
-    is_valid = None
-    if valid_col is not None:
-        is_valid = [str(v).strip().lower() in ("1", "true", "yes", "valid") for v in df[valid_col]]
+        if not p.is_file(): missing.append(f"{where(line)}: {printable_path(p)} {'is not a regular file' if p.exists() else 'does not exist'}")
+        files.append(p); labels.append(target); lines.append(line)
+    if len(missing) == 1: raise DataError(f"{src}, {missing[0]} (file names are read relative to {folder})")
+    if missing:
+        raise DataError(f"{src}: {len(missing)} listed files are missing: " + "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
+                        + f" (file names are read relative to {folder}); fix the names or remove those rows")
+    is_valid = None if valid_col is None else [str(v).strip().lower() in ("1", "true", "yes", "valid") for v in df[valid_col]]
+    keep = _drop_repeats(files, labels, lines, is_valid, src, where)
+    files, labels = [files[k] for k in keep], [labels[k] for k in keep]
+    if is_valid is not None: is_valid = [is_valid[k] for k in keep]
+    _warn_missing_words(labels, src)
     return Items(files, labels, is_valid, [], src, task)
 
 # %% ../nbs/02a_items.ipynb #cf8e22f2

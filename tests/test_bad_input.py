@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (FAST, SHAPE_CLASSES, check_metrics_consistent, check_one_line_error, check_outputs,
-                      cli_env, copy_classes, image_files, jpeg_bytes, run_cli)
+                      cli_env, copy_classes, error_lines, image_files, jpeg_bytes, run_cli)
 
 
 # ---------------------------------------------------------------- the acceptance case: broken files are skipped
@@ -150,9 +150,35 @@ def case_tar_symlink_out(root, shapes_dir):
     return [archive], ["data/circle/evil.png"]
 
 
+def case_empty_folder(root, shapes_dir):
+    (root/"data").mkdir()
+    return [root/"data"], ["has no class sub-folders"]
+
+
+def case_csv_file_with_two_labels(root, shapes_dir):
+    data = root/"csv"; data.mkdir()
+    files = _good_pngs(shapes_dir)
+    for f in files: shutil.copy2(f, data/f.name)
+    rows = [(f.name, "a" if i % 2 else "b") for i, f in enumerate(files)] + [(files[0].name, "a")]
+    _write_csv(data/"labels.csv", rows)
+    return [data/"labels.csv"], [files[0].name, "listed twice with different labels", "'b' (line 2)", "'a' (line 6)"]
+
+
 ERROR_CASES = {f.__name__[5:]: f for f in (case_missing_path, case_empty_class_folder, case_single_class,
-                                            case_csv_missing_file, case_csv_empty_label)}
+                                            case_csv_missing_file, case_csv_empty_label, case_empty_folder,
+                                            case_csv_file_with_two_labels)}
+# absolute paths, hard links, device files and member limits are tested on `extract_archive` (nbs/01_datasets.ipynb)
 ARCHIVE_CASES = {f.__name__[5:]: f for f in (case_zip_traversal, case_tar_traversal, case_tar_symlink_out)}
+
+
+def case_class_all_unreadable(root, shapes_dir):
+    "Every image of one class is broken: training without that class would be a wrong classifier."
+    data = copy_classes(shapes_dir, root/"data", classes=["circle", "square"], limit=5)
+    (data/"triangle").mkdir()
+    for i in range(2): (data/"triangle"/f"{i}.png").write_text("not a picture\n")
+    return [data], ["['triangle']", "lost all their images"]
+
+LOUD_CASES = {"class_all_unreadable": case_class_all_unreadable}   # the error comes after the list of skipped files
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +186,7 @@ def error_runs(shapes_dir, tmp_path_factory):
     """Run every error case (and one with --debug) concurrently: each is mostly interpreter start-up.
     Archive cases get their own $CVKIT_CACHE inside their folder, so anything they wrongly write is seen."""
     jobs = {}
-    for name, make in {**ERROR_CASES, **ARCHIVE_CASES}.items():
+    for name, make in {**ERROR_CASES, **ARCHIVE_CASES, **LOUD_CASES}.items():
         root = tmp_path_factory.mktemp(name)
         work = root/"work"; work.mkdir()
         args, needles = make(work, shapes_dir)
@@ -198,6 +224,20 @@ def test_hostile_archive_is_refused(error_runs, case):
     assert new_files == [], f"files left behind after refusing the archive: {new_files}"
 
 
+def test_class_losing_every_image_is_an_error(error_runs):
+    "The skipped files are listed, then a one-line error names the class; no model is written."
+    job = error_runs["class_all_unreadable"]
+    rc, stdout, stderr = job["result"]
+    assert rc == 1, stderr
+    assert "Traceback" not in stderr
+    n, total, entries = _parse_skipped(stderr)
+    assert n == 2 and all("not an image" in why for why in entries.values())
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("cvkit: error: ") and all(needle in last for needle in job["needles"]), last
+    assert len(error_lines(stderr)) == 1
+    assert not (job["root"]/"work"/"out"/"model.safetensors").exists()
+
+
 def test_debug_shows_traceback(error_runs):
     rc, stdout, stderr = error_runs["single_class_debug"]["result"]
     assert rc == 1, stderr
@@ -207,3 +247,147 @@ def test_debug_shows_traceback(error_runs):
     assert "only one class" in stderr.strip().splitlines()[-1]
 
 
+
+
+# ---------------------------------------------------------------- hostile and odd input data
+
+def _png_header(path:Path, width:int, height:int):
+    "A PNG that only declares its size (an RGB header for width x height, no pixels): a decompression bomb's first bytes."
+    import struct, zlib
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+
+
+def _odd_images(src:Path, cls:Path) -> dict[str, Path]:
+    "Good images in every mode and shape Pillow reads, written into class folder `cls` from the RGB picture `src`."
+    import numpy as np
+    from PIL import Image
+    rgb = Image.open(src).convert("RGB")
+    grey = np.asarray(rgb.convert("L"))
+    made = {}
+    def save(name, im, **kw): im.save(cls/name, **kw); made[name] = cls/name
+    a = np.array(rgb.convert("RGBA")); a[:4, :4, 3] = 0; save("rgba.png", Image.fromarray(a))
+    pal = rgb.quantize(16); pal.info["transparency"] = 0; save("palette-transparent.png", pal)
+    save("palette.gif", rgb.quantize(16)); save("grey-alpha.png", rgb.convert("LA")); save("one-bit.png", rgb.convert("1"))
+    save("cmyk.jpg", rgb.convert("CMYK")); save("deep16.png", Image.fromarray(grey.astype(np.uint16)*200))
+    save("float.tif", Image.fromarray(grey.astype(np.float32)/1000))
+    exif = Image.Exif(); exif[0x0112] = 6; save("sideways.jpg", rgb, exif=exif.tobytes())
+    save("png-named.jpg", rgb, format="PNG")                       # the extension lies; the content is a good PNG
+    save("dot.png", rgb.resize((1, 1))); save("thread.png", rgb.resize((1, 5000)))
+    save("été 🐱 with space.png", rgb); save("new\nline.png", rgb)
+    frames = dict(save_all=True, append_images=[rgb.transpose(Image.Transpose.ROTATE_90)], duration=100)
+    save("animated.gif", rgb, **frames); save("animated.png", rgb, **frames); save("animated.webp", rgb, lossless=True, **frames)
+    return made
+
+
+@pytest.fixture(scope="module")
+def hostile_data(shapes_dir, tmp_path_factory):
+    "A folder-per-class dataset with odd but good images, and hostile files that must be skipped and named."
+    import os
+    root = tmp_path_factory.mktemp("hostile")
+    data = copy_classes(shapes_dir, root/"data", limit=10)
+    good = image_files(data)
+    src = image_files(shapes_dir/"circle")[-1]
+    good += list(_odd_images(src, data/"circle").values())
+    (root/"elsewhere").mkdir(); shutil.copy2(src, root/"elsewhere"/"shared.png")
+    os.symlink(root/"elsewhere"/"shared.png", data/"triangle"/"linked-from-outside.png"); good.append(data/"triangle"/"linked-from-outside.png")
+    bad = {}
+    _png_header(data/"triangle"/"bomb.png", 100_000, 100_000); bad["bomb"] = data/"triangle"/"bomb.png"
+    (data/"square"/"text.jpg").write_text("a text file, not a picture\n"); bad["text"] = data/"square"/"text.jpg"
+    (data/"square"/"bad\nname.jpg").write_text("not a picture either\n"); bad["newline"] = data/"square"/"bad\nname.jpg"
+    os.symlink("loop-b.png", data/"circle"/"loop-a.png"); os.symlink("loop-a.png", data/"circle"/"loop-b.png")
+    bad["loop-a"], bad["loop-b"] = data/"circle"/"loop-a.png", data/"circle"/"loop-b.png"
+    os.symlink("gone.png", data/"triangle"/"dangling.png"); bad["dangling"] = data/"triangle"/"dangling.png"
+    os.symlink("..", data/"square"/"up"); bad["up"] = data/"square"/"up"
+    os.mkfifo(data/"circle"/"pipe.jpg"); bad["pipe"] = data/"circle"/"pipe.jpg"
+    return dict(root=root, data=data, good=good, bad=bad)
+
+
+def _csv_data(shapes_dir:Path, root:Path) -> Path:
+    "A CSV as a spreadsheet writes it: a byte-order mark, blank lines, classes named NA and None, a row repeated."
+    data = root/"csvdata"; (data/"images").mkdir(parents=True)
+    rows = []
+    for label, cls in (("NA", "circle"), ("None", "square")):
+        for i, f in enumerate(image_files(shapes_dir/cls)[:8]):
+            shutil.copy2(f, data/"images"/f"{cls}{i}.png"); rows.append(f"images/{cls}{i}.png,{label}")
+    rows.insert(3, ""); rows.insert(4, ""); rows.append(rows[0])
+    (data/"labels.csv").write_bytes(("\ufefffile,label\n" + "\n".join(rows) + "\n").encode())
+    return data
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(hostile_data, shapes_dir, tmp_path_factory):
+    "Train and audit on the hostile folder, and train on the odd CSV, at once."
+    root = hostile_data["root"]
+    csv_root = tmp_path_factory.mktemp("oddcsv")
+    jobs = {"train": ("train", hostile_data["data"], *FAST, "--out", root/"out"),
+            "audit": ("audit", hostile_data["data"], "--json", root/"audit.json", "--html", root/"audit.html"),
+            "csv": ("train", _csv_data(shapes_dir, csv_root), *FAST, "--out", csv_root/"out")}
+    with ThreadPoolExecutor(3) as ex:
+        futures = {k: ex.submit(run_cli, *args, cwd=root, timeout=300) for k, args in jobs.items()}
+        return {k: f.result() for k, f in futures.items()} | {"csv_out": csv_root/"out"}
+
+
+def _printed(p:Path) -> str:
+    "How cvkit prints a file name: control characters escaped (see `printable_path`)."
+    from cvkit.items import printable_path
+    return printable_path(p)
+
+
+def test_hostile_files_skipped_and_named(hostile_data, hostile_runs):
+    "Odd modes, sizes, names, animations and links train; bombs, lies, loops, pipes are skipped with a reason; no hang."
+    rc, stdout, stderr = hostile_runs["train"]
+    assert rc == 0, stderr
+    assert "Traceback" not in stderr and "DecompressionBomb" not in stderr, stderr
+    n, total, entries = _parse_skipped(stderr)
+    bad = hostile_data["bad"]
+    assert set(entries) == {_printed(p) for p in bad.values()}, f"stderr names {sorted(entries)}"
+    assert (n, total) == (len(bad), len(hostile_data["good"]) + len(bad))
+    why = {k: entries[_printed(p)] for k, p in bad.items()}
+    assert "too large" in why["bomb"] and "not an image" in why["text"] and "not an image" in why["newline"]
+    assert "loop" in why["loop-a"] and "loop" in why["loop-b"] and "broken link" in why["dangling"]
+    assert "not followed" in why["up"] and "not a regular file" in why["pipe"]
+    assert "bad\\nname.jpg" in stderr, "a newline in a file name must be printed escaped, on one line"
+    frames = [l for l in stderr.splitlines() if "several frames" in l]
+    assert len(frames) == 1 and frames[0].startswith("cvkit: 3 of "), stderr
+    m = check_outputs(hostile_data["root"]/"out")
+    check_metrics_consistent(m)
+    assert m["n_train"] + m["n_valid"] == len(hostile_data["good"]), "every good image (odd modes, names, links) is used"
+    assert m["classes"] == sorted(SHAPE_CLASSES)
+
+
+def test_audit_survives_hostile_files(hostile_data, hostile_runs):
+    import json
+    rc, stdout, stderr = hostile_runs["audit"]
+    assert rc == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    report = json.loads((hostile_data["root"]/"audit.json").read_text())
+    text = json.dumps(report)
+    for k in ("bomb", "text"): assert hostile_data["bad"][k].name in text, f"the audit does not name {k}"
+    assert (hostile_data["root"]/"audit.html").stat().st_size > 0
+
+
+def test_csv_as_spreadsheets_write_it(hostile_runs):
+    "BOM, blank lines, classes named NA and None, a repeated row: trains on 16 images, says what it noticed."
+    rc, stdout, stderr = hostile_runs["csv"]
+    assert rc == 0, stderr
+    assert "Traceback" not in stderr
+    assert "can mean a missing value" in stderr and "repeat a file with the same label" in stderr, stderr
+    m = check_outputs(hostile_runs["csv_out"])
+    assert m["classes"] == ["NA", "None"], "NA and None must stay the class names"
+    assert m["n_train"] + m["n_valid"] == 16, "the repeated row is used once"
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="running as root: file permissions do not stop root from reading")
+def test_unreadable_file_and_folder(shapes_dir, tmp_path):
+    data = copy_classes(shapes_dir, tmp_path/"data", limit=6)
+    locked = image_files(data/"circle")[0]; locked.chmod(0)
+    rc, stdout, stderr = run_cli("train", data, *FAST, "--out", tmp_path/"out", cwd=tmp_path)
+    assert rc == 0 and "Traceback" not in stderr, stderr
+    n, total, entries = _parse_skipped(stderr)
+    assert "permission denied" in entries[str(locked)]
+    (data/"square").chmod(0)
+    try:
+        rc, stdout, stderr = run_cli("train", data, *FAST, "--out", tmp_path/"out2", cwd=tmp_path)
+        check_one_line_error(rc, stdout, stderr, "square cannot be read (permission denied)")
+    finally: (data/"square").chmod(0o755); locked.chmod(0o644)
