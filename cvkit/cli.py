@@ -6,9 +6,10 @@
 from __future__ import annotations
 import argparse, json, sys, time, traceback, logging
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, asdict
 from .core import *
 from .experiment import TrainConfig
+from .checkpoint import TrainingInterrupted
 
 # %% auto #0
 __all__ = ['DATA_EPILOG', 'FIXABLE', 'config_from_args', 'train_command', 'cv_command', 'tune_command', 'lr_find_command',
@@ -72,6 +73,14 @@ def _parser()->argparse.ArgumentParser:
     t.add_argument("--audit", action="store_true", help="audit the data first (duplicates, leakage, unreadable, dark or blurry images, ...) "
                    "and print what it means for the result; writes audit.json; the data is never changed")
     t.add_argument("--out", default="cvkit-out", help="output folder (default: %(default)s)")
+    t.add_argument("--resume", default=None, metavar="OUT", help="continue a stopped run from the newest usable checkpoint in OUT "
+                   "(its --out folder), with the settings it was started with; the result equals an uninterrupted run")
+    t.add_argument("--checkpoints", type=int, default=2, metavar="N", help="keep the newest N checkpoints in OUT/checkpoints, "
+                   "one written per epoch and on Ctrl-C/SIGTERM (0: none; default: %(default)s)")
+    t.add_argument("--deterministic", action="store_true", help="deterministic algorithms only: bit-identical reruns and resumes on GPUs too (slower there)")
+    t.add_argument("--processes", type=int, default=1, metavar="N", help="train data-parallel on N processes of this machine "
+                   "(CPU: gloo, each with its share of the cores; GPUs: one per GPU); --bs stays the global batch. "
+                   "Several machines: accelerate launch -m cvkit train ...")
     cv = sub.add_parser("cv", help="cross-validate: train on k folds, report mean ± std", epilog=DATA_EPILOG,
         description="Train the same settings on k folds of the data (each image validated once) and write folds.csv, oof.csv "
                     "(every image's out-of-fold probabilities), cv.json and cv.png to --out.")
@@ -146,12 +155,17 @@ def config_from_args(a:argparse.Namespace)->TrainConfig:
                        flip=False if a.no_flip else None, augment=not a.no_augment, label_smoothing=a.label_smoothing,
                        wd=a.wd, opt=a.opt, precision=a.precision, device=a.device, seed=a.seed, threshold=threshold,
                        label_pattern=a.label_pattern, fn_col=a.fn_col, label_col=a.label_col, valid_col=a.valid_col,
-                       label_delim=a.label_delim, audit=getattr(a, "audit", False), out=a.out)
+                       label_delim=a.label_delim, audit=getattr(a, "audit", False), out=a.out,
+                       checkpoints=getattr(a, "checkpoints", 2), deterministic=getattr(a, "deterministic", False))
 
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     from cvkit.experiment import train
-    r = train(config_from_args(a))
+    if a.resume:                                   # the run's own settings; options given here must agree with them
+        given, default = asdict(config_from_args(a)), asdict(config_from_args(_parser().parse_args(["train"])))
+        r = train(resume=a.resume, **{k: v for k, v in given.items() if v != default[k] and k != "out"})
+    else: r = train(config_from_args(a))
+    if not is_main_process(): return r.metrics         # rank 0 reports
     print(f"{r.evaluation.headline()}; training took {r.metrics['train_seconds']:.1f}s")
     print(f"wrote {r.out}/model.safetensors, cvkit.json, config.json, history.csv, metrics.json, confusion_matrix.png, training_curves.png"
           + (", audit.json" if r.audit is not None else ""))
@@ -294,6 +308,8 @@ def _usage_errors(a:argparse.Namespace)->list[str]:
         bad += [f"--lr must be positive" for v in [a.lr] if v is not None and v <= 0]
         bad += [f"--wd must be 0 or more" for v in [a.wd] if v is not None and v < 0]
         bad += [f"--label-smoothing must be at least 0 and below 1" for v in [a.label_smoothing] if v is not None and not 0 <= v < 1]
+    if a.command == "train":
+        bad += [f"--checkpoints must be 0 or more" for v in [a.checkpoints] if v < 0] + [f"--processes must be at least 1" for v in [a.processes] if v < 1]
     if a.command == "cv":
         bad += [f"--folds must be at least 2" for v in [a.folds] if v < 2] + [f"--repeats must be at least 1" for v in [a.repeats] if v < 1]
     if a.command == "tune":
@@ -315,6 +331,12 @@ def main(argv:list[str]|None=None)->int:
     if bad:
         parser.print_usage(sys.stderr); print(f"cvkit: error: {'; '.join(bad)}", file=sys.stderr)
         return 2
+    if a.command == "train" and a.processes > 1 and process_rank()[1] == 1:     # start the processes, each runs this command
+        from cvkit.distributed import launch
+        argv = list(sys.argv[1:] if argv is None else argv)
+        k = next(i for i, v in enumerate(argv) if v == "--processes" or v.startswith("--processes="))
+        del argv[k:k + (1 if "=" in argv[k] else 2)]
+        return launch(argv, a.processes)
     try:
         if a.command == "predict": return predict_command(a)
         if a.command == "export":
@@ -327,6 +349,8 @@ def main(argv:list[str]|None=None)->int:
         return 0
     except KeyboardInterrupt:
         print("cvkit: interrupted", file=sys.stderr); return 130
+    except TrainingInterrupted as e:
+        print(f"cvkit: {e}", file=sys.stderr); return e.exit_code
     except Exception as e:
         if a.debug: traceback.print_exc()
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -16,7 +16,7 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", 
 # %% auto #0
 __all__ = ['log_handler', 'log', 'CvkitError', 'DataError', 'ConfigError', 'WeightsError', 'in_notebook', 'LogHandler',
            'default_device', 'Precision', 'choose_precision', 'device_name', 'synchronize', 'Timer', 'seed_everything',
-           'cache_dir', 'atomic_write', 'save_json']
+           'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json']
 
 # %% ../nbs/00_core.ipynb #d359749e
 class CvkitError(Exception):
@@ -48,6 +48,7 @@ class LogHandler(logging.Handler):
         super().__init__()
         self.info_to = info_to
         self.setFormatter(logging.Formatter("cvkit: %(message)s"))
+        self.rank = None                  # "r/N" in a data-parallel run: every line says which process wrote it
 
     def stream(self, record:logging.LogRecord):
         "The stream for `record`, looked up now (so redirected and captured streams are honoured)."
@@ -58,7 +59,9 @@ class LogHandler(logging.Handler):
     def emit(self, record:logging.LogRecord):
         try:
             stream = self.stream(record)
-            stream.write(self.format(record) + "\n"); stream.flush()
+            line = self.format(record)
+            if self.rank: line = line.replace("cvkit: ", f"cvkit [{self.rank}]: ", 1)
+            stream.write(line + "\n"); stream.flush()
         except Exception: self.handleError(record)
 
 # %% ../nbs/00_core.ipynb #6ece3348
@@ -165,6 +168,16 @@ def seed_everything(seed:int|None=42)->int|None:
     if seed is None: return None
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return seed
+
+# %% ../nbs/00_core.ipynb #da0fb36b
+def process_rank()->tuple[int, int, int]:
+    "(rank, number of processes, rank on this machine) of this process in a data-parallel run; (0, 1, 0) otherwise."
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+def is_main_process()->bool:
+    "True unless this is a data-parallel process other than rank 0 (only rank 0 writes files)."
+    return process_rank()[0] == 0
 
 # %% ../nbs/00_core.ipynb #fba94de6
 def cache_dir(*parts:str)->Path:

@@ -4,6 +4,8 @@
 
 # %% ../nbs/13_experiment.ipynb #43c39364
 from __future__ import annotations
+import hashlib, os
+import torch
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from .core import *
@@ -17,10 +19,14 @@ from .callbacks import TrainingHistory, plot_history
 from .interpret import evaluate
 from .audit import audit
 from .export import export
+from .checkpoint import (CheckpointFolder, CheckpointError, TrainingInterrupted, load_checkpoint, run_phases,
+    one_cycle_phases, fine_tune_phases)
+from .distributed import data_parallel, process_device, per_process_batch, process_logging
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'TrainConfig', 'ArchChoice', 'choose_arch', 'TrainPlan', 'training_plan',
-           'TrainResult', 'read_config_items', 'build_learner', 'train']
+           'TrainResult', 'read_config_items', 'build_learner', 'check_writable', 'use_deterministic',
+           'training_phases', 'split_digest', 'checkpoint_folder', 'resume_config', 'train']
 
 # %% ../nbs/13_experiment.ipynb #994d9faf
 @dataclass(kw_only=True)
@@ -55,6 +61,8 @@ class TrainConfig:
     valid_col:str|None = None          # CSV column marking validation rows
     label_delim:str = " "              # multi-label: what separates labels in a CSV cell
     audit:bool = False                 # audit the data first (`cvkit.audit`) and say what looks wrong; the data is never changed
+    checkpoints:int = 2                # with `out`: keep this many checkpoints in `out`/checkpoints, one per epoch (0: none); `resume` continues from them
+    deterministic:bool = False         # deterministic algorithms only: bit-identical reruns and resumes on a GPU too (slower there)
     out:str|Path|None = None           # folder for the model, metrics and plots (None: write nothing)
     def csv_kwargs(self)->dict:
         return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
@@ -65,6 +73,7 @@ class TrainConfig:
         bad += [f"valid_pct must be between 0 and 1, not {self.valid_pct}"] if not 0 < self.valid_pct < 1 else []
         bad += [f"{n} must be positive, not {getattr(self, n)}" for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
         bad += [f"wd must be 0 or more, not {self.wd}"] if self.wd is not None and self.wd < 0 else []
+        bad += [f"checkpoints must be 0 or more, not {self.checkpoints}"] if self.checkpoints < 0 else []
         bad += [f"label_smoothing must be at least 0 and below 1, not {self.label_smoothing}"] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
         bad += [f"threshold must be 'auto' or a number between 0 and 1, not {self.threshold!r}"] if self.threshold != "auto" and not (
                isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
@@ -176,14 +185,75 @@ def build_learner(
                          None if builtin else typical_side(items.files), config.size, builtin)
     plan = training_plan(config, choice, items.task, builtin)
     spec = arch_spec(plan.arch)
-    dls = image_dataloaders(items, size=plan.size, valid_pct=config.valid_pct, split=config.split, bs=plan.bs,
+    dls = image_dataloaders(items, size=plan.size, valid_pct=config.valid_pct, split=config.split, bs=per_process_batch(plan.bs),
                             resize_method=config.resize, normalize=(list(spec.mean), list(spec.std)) if plan.pretrained else "data",
-                            augment=config.augment, flip=plan.flip, seed=config.seed, device=config.device, valid_idx=valid_idx)
+                            augment=config.augment, flip=plan.flip, seed=config.seed, device=process_device(config.device), valid_idx=valid_idx)
     log.info(plan.reason)                               # once the data is read and checked
     learn = cv_learner(dls, plan.arch, pretrained=plan.pretrained, opt=config.opt, wd=config.wd,
                        label_smoothing=plan.label_smoothing, precision=config.precision, seed=config.seed,
                        path=config.out or ".", weights=config.weights)
     return learn, plan
+
+# %% ../nbs/13_experiment.ipynb #87733119
+def check_writable(out:str|Path)->Path:
+    "Make `out` and check a file can be written in it, before any training (raise `ConfigError` saying what to do)."
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out/".cvkit-write-test") as f: f.write(b"ok")
+        (out/".cvkit-write-test").unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {out}: {e.strerror or e}; choose another output folder (--out)") from None
+    return out
+
+def use_deterministic(on:bool=True):
+    "Only deterministic algorithms (torch warns about any that are not), so a rerun or a resume repeats the same arithmetic."
+    if not on: return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")      # cuBLAS needs it for deterministic matrix products
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+
+def training_phases(plan:TrainPlan)->list:
+    "The fits `train` runs for `plan`: fine-tuning (the head, then all layers) or one cycle from scratch, as resumable phases."
+    if plan.pretrained: return fine_tune_phases(plan.epochs, plan.lr, lr_mult=plan.lr_mult)
+    return one_cycle_phases(plan.epochs, plan.lr)
+
+def split_digest(dls)->str:
+    "SHA-256 of the training and validation file lists: a resume on other data, or another split, is refused."
+    spec = dls.spec
+    h = hashlib.sha256()
+    for valid in (False, True): h.update(("\n".join(map(str, spec.files(valid))) + "\0").encode())
+    return h.hexdigest()
+
+# %% ../nbs/13_experiment.ipynb #a188a4ec
+_RUN_FIELDS_FREE = ("out", "audit", "checkpoints", "device")   # may differ on resume: they do not change what is trained
+
+def checkpoint_folder(path:str|Path)->CheckpointFolder:
+    "The checkpoints of a run folder (or of a checkpoints folder)."
+    path = Path(path)
+    if not path.exists(): raise CheckpointError(f"{path} does not exist: give the --out folder of the run to resume")
+    return CheckpointFolder(path/"checkpoints" if (path/"checkpoints").is_dir() else path)
+
+def resume_config(resume:str|Path, config:TrainConfig|None=None, changes:dict|None=None)->tuple[TrainConfig, dict, Path]:
+    "The config, state and file of the newest usable checkpoint of the run in `resume`; a config given too must match it."
+    state, path = checkpoint_folder(resume).latest()
+    saved = dict(state["config"])
+    fields_ = {f.name for f in fields(TrainConfig)}
+    run = Path(resume) if (Path(resume)/"checkpoints").is_dir() else Path(resume).parent
+    if config is None and not changes: config = TrainConfig(**{k: v for k, v in saved.items() if k in fields_} | {"out": str(run)})
+    else:
+        config = TrainConfig(**(asdict(config) if config else {k: v for k, v in saved.items() if k in fields_}) | (changes or {}))
+        asked = _plain(config)
+        differ = [f"{k}: {saved.get(k)!r} in the checkpoint, {asked[k]!r} now" for k in asked
+                  if k not in _RUN_FIELDS_FREE and asked[k] != saved.get(k)]
+        if differ: raise ConfigError(f"resume continues the run as it was set up; these settings differ: {'; '.join(differ)}")
+        if config.out is None: config.out = str(run)
+    log.info(f"resuming from {path} ({_where(state['position'])})")
+    return config, state, path
+
+def _where(pos:dict)->str:
+    return f"phase {pos['phase'] + 1}, epoch {min(pos['epoch'] + 1, pos['n_epoch'])}/{pos['n_epoch']}" + (f", batch {pos['batch']}" if pos["batch"] else "") + (
+           " done" if pos["epoch"] >= pos["n_epoch"] else "")
 
 # %% ../nbs/13_experiment.ipynb #6a225218
 def train(
@@ -192,11 +262,19 @@ def train(
     items=None,                        # `Items` already read from `config.data` (cross-validation and search read once)
     valid_idx=None,                    # an explicit split: positions in the items of the validation images
     cbs:list|None=None,                # extra fastai callbacks for training (e.g. pruning in a search)
+    resume:bool|str|Path=False,        # continue a stopped run: its folder (`config.out`), or True for `config.out`
     **changes,                         # `TrainConfig` fields to change, e.g. `epochs=3`
 )->TrainResult:
-    "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says."
-    config = TrainConfig(**(asdict(config) if config else {}) | changes)
+    "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says; `resume` continues a stopped run exactly."
+    state = resumed_from = None
+    if resume is True: resume = (config.out if config else None) or changes.get("out")
+    if resume: config, state, resumed_from = resume_config(resume, config, changes)
+    else: config = TrainConfig(**(asdict(config) if config else {}) | changes)
     config.check()
+    main = is_main_process()
+    process_logging()
+    if config.out and main: check_writable(config.out)           # before the data is read, not after training
+    use_deterministic(config.deterministic)
     data_clock, train_clock = Timer().start(), Timer()
     report = None
     if config.audit:                                  # before training: what the data's problems mean for the result
@@ -204,13 +282,20 @@ def train(
         report = audit(items, valid_idx=valid_idx, valid_pct=config.valid_pct, split=config.split, seed=config.seed)
         log.info(f"audit: {report.summary()}")
     learn, plan = build_learner(config, items, valid_idx)
+    data_parallel(learn, process_device(config.device))
     dls = learn.dls
+    digest = split_digest(dls)
+    if state is not None and state.get("split") != digest:
+        raise CheckpointError(f"the data or its split differ from the checkpoint's ({resumed_from}): resume needs the same images, labels and split")
+    folder = CheckpointFolder(Path(config.out)/"checkpoints", keep=config.checkpoints) if config.out and config.checkpoints else None
     history = TrainingHistory(); learn.add_cbs([history, *(cbs or [])])
     data_clock.stop()
-    with train_clock:
-        if plan.pretrained: learn.fine_tune(plan.epochs, plan.lr, lr_mult=plan.lr_mult)
-        else: learn.fit_one_cycle(plan.epochs, plan.lr)
-    learn.remove_cbs(cbs or [])
+    try:
+        with train_clock: run_phases(learn, training_phases(plan), folder, state, extra={"config": _plain(config), "split": digest})
+    except TrainingInterrupted as e:
+        if e.checkpoint is not None: e.args = (f"{e}; continue with `cvkit train --resume {config.out}` (or train(resume=...))",)
+        raise
+    finally: learn.remove_cbs(cbs or [])
     ev = evaluate(learn)
     if isinstance(dls.spec.task, MultiLabel):
         if config.threshold == "auto": learn.threshold = ev.choose_threshold(config.per_label_threshold)
@@ -218,10 +303,11 @@ def train(
     metrics = ev.to_dict() | {"task": dls.spec.task.name, "arch": learn.arch_name, "pretrained": plan.pretrained,
         "choice": plan.reason, "epochs": plan.epochs, "epochs_trained": len(history.rows), "lr": plan.lr, "lr_mult": plan.lr_mult,
         "bs": plan.bs, "size": dls.spec.size, "label_smoothing": plan.label_smoothing, "seed": config.seed, "precision": learn.precision.name,
-        "device": str(dls.device), "data_seconds": round(data_clock.seconds, 2), "train_seconds": round(train_clock.seconds, 2),
-        "n_train": dls.spec.n_train, "n_valid": dls.spec.n_valid,
+        "device": str(dls.device), "processes": process_rank()[1], "data_seconds": round(data_clock.seconds, 2),
+        "train_seconds": round(train_clock.seconds, 2), "n_train": dls.spec.n_train, "n_valid": dls.spec.n_valid,
         "skipped": [{"file": f, "reason": r} for f, r in dls.spec.skipped], "config": _plain(config)}
+    if resumed_from is not None: metrics["resumed_from"] = str(resumed_from)
     if report is not None: metrics["audit"] = {c: k for c, k in report.counts.items() if k}
     result = TrainResult(learn, ev, plan, metrics, Path(config.out) if config.out else None, history.frame(), report)
-    if config.out: _write_outputs(result, config, Path(config.out))
+    if config.out and main: _write_outputs(result, config, Path(config.out))
     return result

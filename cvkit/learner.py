@@ -33,6 +33,7 @@ class EpochLogger(Callback):
     def after_fit(self): self.trained = False                  # a cancelled fit must not leak into `get_preds`
     def after_epoch(self):
         if not getattr(self, "trained", False): return       # `get_preds`/`validate` run epochs too: stay quiet
+        if not is_main_process(): self.trained = False; return   # data-parallel: rank 0 prints the (gathered) numbers
         self.trained = False
         names, vals = list(self.recorder.metric_names), list(self.recorder.log)
         if len(vals) < len(names): names = names[:len(vals) - 1] + names[-1:]   # validation skipped: no valid columns
