@@ -4,13 +4,13 @@
 
 # %% ../nbs/08_export.ipynb #40cb1c08
 from __future__ import annotations
-import json, warnings
+import copy, hashlib, json, os, tempfile, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save as save_safetensors, load_file
+from safetensors.torch import save as save_safetensors, load as load_safetensors, load_file
 from fastai.vision.all import Learner, create_vision_model, create_timm_model
 import cvkit
 from .core import *
@@ -19,8 +19,8 @@ from .tasks import Prediction, MultiLabelPrediction, MultiLabel, thresholds_for
 from .data import DataSpec, load_image
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'export', 'build_model', 'Predictor', 'load_model', 'predict',
-           'evaluate_model', 'export_onnx', 'onnx_session']
+__all__ = ['FORMAT_VERSION', 'META_FILE', 'WEIGHTS_FILE', 'export', 'build_model', 'Predictor', 'read_meta', 'read_weights',
+           'load_model', 'predict', 'evaluate_model', 'export_onnx', 'onnx_session']
 
 # %% ../nbs/08_export.ipynb #c1ebc9ec
 FORMAT_VERSION = 2                     # 2: "task" and "threshold"; 1 (no task) loads as single-label
@@ -35,15 +35,17 @@ def export(
     out:str|Path,                # folder to write
     threshold:float|dict|None=None, # multi-label decision threshold(s) (default: `learn.threshold` if set, else 0.5)
 )->Path:
-    "Write `out`/model.safetensors and `out`/cvkit.json for `learn` (atomically); return `out`."
+    "Write `out`/model.safetensors, then `out`/cvkit.json with its SHA-256 (each atomically, so the pair is checked at load); return `out`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     spec, arch = learn.dls.spec, arch_spec(learn.arch_name)
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
-    with atomic_write(out/WEIGHTS_FILE) as f: f.write(save_safetensors(state))
+    data = save_safetensors(state)
+    with atomic_write(out/WEIGHTS_FILE) as f: f.write(data)
     pretrained = bool(getattr(learn, "pretrained", False))
     meta = {"format_version": FORMAT_VERSION, "cvkit_version": cvkit.__version__,
             "arch": learn.arch_name, "arch_kwargs": learn.arch_kwargs, "family": arch.family,
             "pretrained": pretrained, "weights": arch.weights if pretrained else None,
+            "weights_sha256": hashlib.sha256(data).hexdigest(),   # ties the two files together: checked at load
             **spec.to_meta(), "preprocessing": _preprocessing_text(spec)}
     if isinstance(spec.task, MultiLabel):
         meta["threshold"] = thresholds_for(threshold if threshold is not None else getattr(learn, "threshold", None), spec.classes)
@@ -87,6 +89,28 @@ class Predictor:
         "Predict one image."
         return self.predict_batch([image])[0]
 
+# %% ../nbs/08_export.ipynb #5aee61e0
+def read_meta(path:Path)->dict:
+    "The model description `path`/cvkit.json, or a `CvkitError` saying what is wrong with it."
+    try: meta = json.loads((path/META_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CvkitError(f"{path/META_FILE} is not valid JSON ({e}): the model folder is damaged; export the model again") from None
+    if not isinstance(meta, dict) or not {"arch", "classes"} <= set(meta):
+        raise CvkitError(f"{path/META_FILE} does not describe a cvkit model (no arch or classes); export the model again")
+    return meta
+
+def read_weights(path:Path, meta:dict)->dict:
+    "The weights in `path`/model.safetensors, checked against the SHA-256 in cvkit.json (never unpickled)."
+    f = path/WEIGHTS_FILE
+    data = f.read_bytes()
+    want = meta.get("weights_sha256")
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise WeightsError(f"{f} does not match {META_FILE} (its SHA-256 differs: damaged, cut short, or from another export); export the model again")
+    try: state = load_safetensors(data)
+    except Exception as e:
+        raise WeightsError(f"{f} is not a readable safetensors file (truncated or not weights: {str(e).splitlines()[0]}); export the model again") from None
+    return state
+
 # %% ../nbs/08_export.ipynb #2885fa56
 def load_model(
     path:str|Path,             # a folder written by `export` / `cvkit train`
@@ -111,12 +135,12 @@ def load_model(
             return load_classical(path)
     for f in (META_FILE, WEIGHTS_FILE):
         if not (path/f).is_file(): raise CvkitError(f"{path/f} not found; expected a folder written by export / cvkit train")
-    meta = json.loads((path/META_FILE).read_text())
+    meta = read_meta(path)
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CvkitError(f"{path/META_FILE} was written by a newer cvkit (format {meta['format_version']}); upgrade cvkit")
     model = build_model(meta)
-    try: model.load_state_dict(load_file(str(path/WEIGHTS_FILE)))
-    except Exception as e:
+    try: model.load_state_dict(read_weights(path, meta))
+    except RuntimeError as e:
         raise WeightsError(f"{path/WEIGHTS_FILE} does not fit the architecture in {META_FILE}: {str(e).splitlines()[0]}") from e
     return Predictor(model, meta, device)
 
@@ -176,7 +200,7 @@ def export_onnx(
     try: import onnx, onnxscript  # noqa: F401  (the exporter needs both)
     except ImportError as e: raise CvkitError("ONNX export needs onnx and onnxscript: pip install 'cvkit[onnx]'") from e
     if not isinstance(model, Predictor): model = load_model(model)
-    m, meta = model.model.cpu().eval(), model.meta
+    m, meta = copy.deepcopy(model.model).cpu().eval(), model.meta    # a CPU copy: the Predictor stays where it is
     mean, std = (model.spec.mean, model.spec.std) if model.spec.mean is not None else ([0.]*3, [1.]*3)
     wrapped = _WithNormalization(m, mean, std).eval()
     size = meta["size"]
@@ -188,8 +212,10 @@ def export_onnx(
         prog = torch.onnx.export(wrapped, (x,), dynamo=True, input_names=["image"], output_names=["logits"],
                                  dynamic_shapes={"image": {0: batch}}, opset_version=opset, external_data=False,
                                  verbose=False)
-    tmp = out.with_name(f".{out.name}.tmp")
-    prog.save(str(tmp)); tmp.replace(out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"); os.close(fd)
+    try: prog.save(tmp); os.replace(tmp, out)      # a unique temporary file: two exports never clash
+    finally:
+        if os.path.exists(tmp): os.unlink(tmp)
     return out
 
 # %% ../nbs/08_export.ipynb #e8097cbb
