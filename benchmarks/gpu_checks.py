@@ -28,12 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import cvkit
+from cvkit.core import save_json
 from cvkit.datasets import digits
 from cvkit.data import image_dataloaders
 from cvkit.learner import cv_learner
 from cvkit.lr_find import find_lr
 from cvkit.export import export, load_model
 from cvkit.interpret import evaluate
+from cvkit.callbacks import TrainingHistory, SaveBest, EarlyStopping, WeightAveraging
+from cvkit.checkpoint import CheckpointFolder, load_checkpoint, run_phases, one_cycle_phases
 
 MIXED = ("bf16", "fp16")
 
@@ -58,11 +61,14 @@ def skip_reason(device, precision:str)->str|None:
 def train_check(folder:Path, a, device, precision:str)->tuple[dict, object]:
     "Train small_resnet on the digits in `precision`; return the check's record and the learner."
     dls = image_dataloaders(folder, size=a.size, flip=False, bs=a.bs, seed=a.seed, device=device)
-    learn = cv_learner(dls, "small_resnet", precision=precision, seed=a.seed, plain_logging=True)
-    print(f"-- train {precision}: {learn.precision}", flush=True)
+    learn = with_callbacks(cv_learner(dls, "small_resnet", precision=precision, seed=a.seed, plain_logging=True))
+    print(f"-- train {precision}: {learn.precision}; callbacks {', '.join(type(c).__name__ for c in learn.cbs)}", flush=True)
+    folder = CheckpointFolder(Path(tempfile.mkdtemp(prefix=f"gpu-checks-{precision}-")), keep=a.epochs + 1)
     sync(device); t0 = time.perf_counter()
-    learn.fit_one_cycle(a.epochs, a.lr)
+    run_phases(learn, one_cycle_phases(a.epochs, a.lr), folder)      # checkpoints every epoch, as `train` does
     sync(device); seconds = time.perf_counter() - t0
+    learn.checkpoint_folder = folder
+    first = load_checkpoint(folder.paths()[0])
     losses = [float(x) for x in learn.recorder.losses]
     valid_loss = float(learn.recorder.values[-1][1]) if learn.recorder.values else float("nan")
     ev = evaluate(learn)
@@ -74,17 +80,81 @@ def train_check(folder:Path, a, device, precision:str)->tuple[dict, object]:
            "accuracy": ev.accuracy, "first_train_loss": losses[0] if losses else None,
            "final_train_loss": losses[-1] if losses else None, "valid_loss": valid_loss, "n_steps": len(losses),
            "loss_finite": bool(losses) and finite(losses) and math.isfinite(valid_loss) and bool(np.isfinite(ev.probs).all()),
-           "precision_as_asked": used == precision, "min_accuracy": a.min_accuracy}
+           "precision_as_asked": used == precision, "min_accuracy": a.min_accuracy,
+           "checkpoints": len(folder.paths()), "scaler_in_checkpoint": first["scaler"] is not None,
+           "history_rows": len(learn.training_history.rows), "weight_average_updates": learn.weight_averaging.updates}
     problems = [m for ok, m in [(rec["loss_finite"], "a loss is not finite"),
                                 (rec["precision_as_asked"], f"asked for {precision}, the learner used {used}"),
-                                (ev.accuracy >= a.min_accuracy, f"accuracy {ev.accuracy:.4f} < {a.min_accuracy}")] if not ok]
+                                (ev.accuracy >= a.min_accuracy, f"accuracy {ev.accuracy:.4f} < {a.min_accuracy}"),
+                                (rec["scaler_in_checkpoint"] == (used == "fp16"), "the grad scaler's state is missing from the fp16 checkpoint"
+                                 if used == "fp16" else "a scaler state in a checkpoint without fp16"),
+                                (rec["history_rows"] == a.epochs, f"{rec['history_rows']} history rows for {a.epochs} epochs")] if not ok]
     rec.update(status="failed" if problems else "passed", passed=not problems, problems=problems)
     print(f"   accuracy {ev.accuracy:.4f}, {seconds:.1f} s, final train loss {rec['final_train_loss']:.4f}, "
           f"valid loss {valid_loss:.4f}: {rec['status']}", flush=True)
     return rec, learn
 
 
+def with_callbacks(learn):
+    "Every cvkit training callback attached (early stopping with a patience that never stops these runs)."
+    learn.add_cbs([TrainingHistory(), SaveBest(), EarlyStopping(patience=1000), WeightAveraging(start=0.5)])
+    return learn
+
+
 def state(model)->dict: return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def placement(model)->dict:
+    p = next(model.parameters())
+    return {"device": str(p.device), "channels_last": any(t.dim() == 4 and not t.is_contiguous() and
+                                                          t.is_contiguous(memory_format=torch.channels_last) for t in model.parameters())}
+
+
+def resume_check(learn, folder:Path, a, device)->dict:
+    "A fresh learner resumed from the first epoch's checkpoint of `learn`'s run ends where `learn` did."
+    dls = image_dataloaders(folder, size=a.size, flip=False, bs=a.bs, seed=a.seed, device=device)
+    again = with_callbacks(cv_learner(dls, "small_resnet", precision=learn.precision.name, seed=a.seed, plain_logging=True))
+    ckpt = load_checkpoint(learn.checkpoint_folder.paths()[0])
+    run_phases(again, one_cycle_phases(a.epochs, a.lr), resume=ckpt)
+    ref, got = learn.model.state_dict(), again.model.state_dict()
+    diff = max(float((ref[k].float() - got[k].float()).abs().max()) for k in ref if ref[k].numel())
+    acc_ref, acc = evaluate(learn).accuracy, evaluate(again).accuracy
+    rec = {"resumed_from_epoch": ckpt["position"]["epoch"], "precision": learn.precision.name, "max_abs_weight_diff": diff,
+           "bit_identical": diff == 0.0, "accuracy_uninterrupted": acc_ref, "accuracy_resumed": acc}
+    problems = [] if abs(acc - acc_ref) <= 0.02 else [f"resumed accuracy {acc:.4f} vs {acc_ref:.4f}"]
+    rec.update(status="failed" if problems else "passed", passed=not problems, problems=problems)
+    print(f"-- resume: from epoch {rec['resumed_from_epoch']}, max |weight diff| {diff:.2e}, accuracy {acc:.4f} vs {acc_ref:.4f}: {rec['status']}", flush=True)
+    return rec
+
+
+def placement_check(folder:Path, a, device)->dict:
+    "find_lr on a fresh learner and on a trained one leaves the model on its device and in its memory layout."
+    dls = image_dataloaders(folder, size=a.size, flip=False, bs=a.bs, seed=a.seed, device=device)
+    fresh = cv_learner(dls, "small_resnet", seed=a.seed, plain_logging=True)
+    before = placement(fresh.model)
+    find_lr(fresh, num_it=20, seed=a.seed)
+    after = placement(fresh.model)
+    rec = {"fresh_before": before, "fresh_after": after, "unchanged": before == after}
+    problems = [] if rec["unchanged"] else [f"find_lr moved a fresh model: {before} -> {after}"]
+    rec.update(status="failed" if problems else "passed", passed=not problems, problems=problems)
+    print(f"-- find_lr placement: {before} -> {after}: {rec['status']}", flush=True)
+    return rec
+
+
+def data_parallel_check(a)->dict:
+    "`cvkit train --processes 2` on two GPUs (skipped with fewer)."
+    import subprocess, sys
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n < 2: return {"status": "skipped", "passed": None, "reason": f"{n} GPU(s): data-parallel needs 2"}
+    out = Path(tempfile.mkdtemp(prefix="gpu-checks-dp-"))
+    r = subprocess.run([sys.executable, "-m", "cvkit", "train", "--processes", "2", "--device", "cuda", "--epochs", str(a.epochs),
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    m = json.loads((out/"metrics.json").read_text()) if (out/"metrics.json").exists() else {}
+    rec = {"returncode": r.returncode, "accuracy": m.get("accuracy"), "processes": m.get("processes"), "stderr_tail": r.stderr[-800:]}
+    problems = [] if r.returncode == 0 and m.get("processes") == 2 else ["the 2-process run failed"]
+    rec.update(status="failed" if problems else "passed", passed=not problems, problems=problems)
+    print(f"-- data parallel (2 GPUs): {rec['status']}, accuracy {rec['accuracy']}", flush=True)
+    return rec
 
 
 def lr_check(learn, a)->dict:
@@ -143,6 +213,13 @@ def export_check(learn, folder:Path, a, device)->dict:
         preds = loaded.predict_batch(files)
         vocab = list(learn.dls.vocab)
         x = loaded.preprocess(files)                                  # the very input the loaded model saw
+        onnx_rec = {}
+        try:
+            import onnx  # noqa: F401
+            from cvkit.export import export_onnx
+            export_onnx(loaded, out/"model.onnx")
+            onnx_rec = {"onnx_written": (out/"model.onnx").stat().st_size, "predictor_device_after_onnx": str(next(loaded.model.parameters()).device)}
+        except ImportError: onnx_rec = {"onnx_written": None}
         model = learn.model.eval()
         with torch.no_grad(): ref = model(x.to(next(model.parameters()).device)).float().softmax(1).cpu()
         dev_probs = torch.tensor([[p.probs[c] for c in vocab] for p in preds])
@@ -155,13 +232,15 @@ def export_check(learn, folder:Path, a, device)->dict:
                "cpu_labels": [p.label for p in cpu_preds], "tie": a.tie,
                "loaded_vs_learner": compare(ref, dev_probs, a.tie), "cpu_vs_learner": compare(ref, cpu_probs, a.tie),
                "accuracy_on_these": sum(t == p for t, p in zip(truth, ref_labels))/max(1, len(files)),
-               "files": sorted(p.name for p in out.iterdir())}
+               "files": sorted(p.name for p in out.iterdir()), **onnx_rec}
         rec["loaded_equal"] = rec["loaded_vs_learner"]["real_mismatches"] == 0
         rec["cpu_equal"] = rec["cpu_vs_learner"]["real_mismatches"] == 0
         problems = [m for ok, m in [(len(files) > 0, "no images to predict"),
                                     (rec["classes_match_vocab"], "the loaded model's classes differ from the learner's"),
                                     (rec["loaded_equal"], f"loaded on {device}: {rec['loaded_vs_learner']['real_mismatches']} class(es) differ"),
-                                    (rec["cpu_equal"], f"loaded on cpu: {rec['cpu_vs_learner']['real_mismatches']} class(es) differ")]
+                                    (rec["cpu_equal"], f"loaded on cpu: {rec['cpu_vs_learner']['real_mismatches']} class(es) differ"),
+                                    (rec.get("predictor_device_after_onnx", str(loaded.device)).split(":")[0] == str(loaded.device).split(":")[0],
+                                     "export_onnx moved the Predictor")]
                     if not ok]
         rec.update(status="failed" if problems else "passed", passed=not problems, problems=problems)
         print(f"-- export: {len(files)} images; loaded on {device} vs learner {rec['loaded_vs_learner']}; "
@@ -212,13 +291,19 @@ def main():
             except Exception as e: checks[f"train_{p}"] = {"requested": p, **failed(e)}
         learn = next(iter(learners.values()), None)       # the first that trained: bf16 on a GPU, fp32 on a CPU
         if learn is None:
-            for k in ("find_lr", "export_parity"): checks[k] = {"status": "failed", "passed": False, "error": "no learner trained"}
+            for k in ("find_lr", "export_parity", "resume"): checks[k] = {"status": "failed", "passed": False, "error": "no learner trained"}
         else:
             out["checked_learner"] = learn.precision.name
             try: checks["find_lr"] = lr_check(learn, a)
             except Exception as e: checks["find_lr"] = failed(e)
             try: checks["export_parity"] = export_check(learn, folder, a, device)
             except Exception as e: checks["export_parity"] = failed(e)
+            try: checks["resume"] = resume_check(learn, folder, a, device)
+            except Exception as e: checks["resume"] = failed(e)
+        try: checks["find_lr_placement"] = placement_check(folder, a, device)
+        except Exception as e: checks["find_lr_placement"] = failed(e)
+        try: checks["data_parallel"] = data_parallel_check(a)
+        except Exception as e: checks["data_parallel"] = failed(e)
     out["failed"] = [k for k, c in checks.items() if c["status"] == "failed"]
     out["skipped"] = {k: c["reason"] for k, c in checks.items() if c["status"] == "skipped"}
     out["passed"] = not out["failed"] and any(c["status"] == "passed" for c in checks.values())
@@ -226,8 +311,7 @@ def main():
                                                       if c["status"] != "passed" else "") for k, c in checks.items()))
     print(f"gpu checks: {'PASSED' if out['passed'] else 'FAILED'}" + (f" ({', '.join(out['failed'])})" if out["failed"] else ""))
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+        save_json(out, a.json)
         print(f"wrote {a.json}")
     raise SystemExit(0 if out["passed"] else 1)
 

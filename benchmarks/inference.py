@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cvkit.export import Predictor, build_model, export_onnx, onnx_session, _WithNormalization
+from cvkit.core import save_json
 from cvkit.core import device_name
 
 def timings(fn, reps:int, warmup:int=5)->np.ndarray:
@@ -64,9 +65,7 @@ def main():
         print(f"{'':22} ONNX Runtime speed-up: batch-1 latency x{s1:.2f}, batch-{a.batch} throughput x{sn:.2f}; "
               f"max |difference| {max(r['batch1']['max_abs_diff'], r[f'batch{a.batch}']['max_abs_diff']):.1e}")
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"benchmark": "inference", "device": device, "torch": torch.__version__,
-                                            "results": results}, indent=2) + "\n")
+        save_json({"benchmark": "inference", "device": device, "torch": torch.__version__, "results": results}, a.json)
         print(f"wrote {a.json}")
 
 if __name__ == "__main__": main()

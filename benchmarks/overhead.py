@@ -30,6 +30,7 @@ import torch, torch.nn.functional as F
 from fastai.vision.all import (ImageDataLoaders, Learner, accuracy, Callback, ProgressCallback, noop,
                                CrossEntropyLossFlat)
 from cvkit.core import log, default_device, device_name, seed_everything, choose_precision
+from cvkit.core import save_json
 from cvkit.data import image_dataloaders, items_from_folder, decode_images
 from cvkit.datasets import digits
 from cvkit.learner import cv_learner
@@ -148,10 +149,9 @@ def main():
     print(f"\nmedian of the per-turn ratios: cvkit / bare {ratios['cvkit_over_bare']:.2f} (goal >= 0.95)" +
           (f"; cvkit / plain fastai {ratios['cvkit_over_fastai']:.2f} (goal >= 1.15)" if not a.skip_fastai else ""))
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"benchmark": "overhead", "device": device_name(device),
+        save_json({"benchmark": "overhead", "device": device_name(device),
             "torch": torch.__version__, "date": datetime.date.today().isoformat(), "args": vars(a),
-            "images_per_second": res, "runs": runs, "ratios": ratios}, indent=2) + "\n")
+            "images_per_second": res, "runs": runs, "ratios": ratios}, a.json)
         print(f"wrote {a.json}")
 
 if __name__ == "__main__": main()

@@ -14,6 +14,7 @@ import torch
 from fastai.vision.all import (ImageDataLoaders, vision_learner, resnet18, accuracy, Callback,
                                ProgressCallback, noop)
 from cvkit.datasets import digits
+from cvkit.core import save_json
 from cvkit.data import image_dataloaders
 from cvkit.learner import cv_learner
 from cvkit.core import log, default_device, device_name
@@ -86,8 +87,7 @@ def main():
                "cvkit": {"epochs": a.cvkit_epochs, "epochs_log": ck_rows, "total_s": ck_total, "time_to_target_s": ck_t},
                "fastai": {"epochs": a.fastai_epochs, "epochs_log": fa_rows, "total_s": fa_total, "time_to_target_s": fa_t},
                "ratio_time_to_target_vs_fastai_total": ratio, "ratio_total": ck_total/fa_total}
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+        save_json(res, a.json)
         print(f"wrote {a.json}")
 
 if __name__ == "__main__": main()

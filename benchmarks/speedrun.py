@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from cvkit.core import log, default_device, device_name
+from cvkit.core import save_json
 from cvkit.datasets import extract_archive, is_archive
 from cvkit.recipes import SpeedRecipe, speed_dataloaders, speed_run
 
@@ -133,8 +134,7 @@ def main():
               f"{100*pub['accuracy']:.2f} % on one {pub['device']}.")
         if budget: print(f"(on this device the recipe reached {100*max(best_acc):.2f} % in {budget:g} s of training)")
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+        save_json(out, a.json)
         print(f"wrote {a.json}")
 
 if __name__ == "__main__": main()

@@ -27,6 +27,7 @@ import torch, torch.nn.functional as F
 from fastai.vision.all import (ImageDataLoaders, vision_learner, Callback, ProgressCallback, noop, CancelFitException,
                                RandomResizedCrop, Flip, Normalize, imagenet_stats, CrossEntropyLossFlat)
 from cvkit.core import log, default_device, device_name, seed_everything
+from cvkit.core import save_json
 from cvkit.augment import Augmentation
 from cvkit.data import image_dataloaders, items_from_folder, Items
 from cvkit.datasets import extract_archive, is_archive
@@ -184,8 +185,7 @@ def main():
         print(f"plain fastai ({fa['precision']}, default pipeline) {fa['images_per_second']:8.1f} images/s; "
               f"cvkit {best} is {ratio:.2f} x that (goal >= 2 on GPU)")
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+        save_json(out, a.json)
         print(f"wrote {a.json}")
 
 if __name__ == "__main__": main()

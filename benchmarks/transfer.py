@@ -26,6 +26,7 @@ os.environ.setdefault("CVKIT_OFFLINE", "1")
 from pathlib import Path
 import torch
 from cvkit.core import log, device_name, default_device
+from cvkit.core import save_json
 from cvkit.datasets import extract_archive
 from cvkit.data import VALID_FOLDER_NAMES
 from cvkit.models import arch_spec, pretrained_state_dict
@@ -139,9 +140,7 @@ def main():
                               **({"train_seconds_per_run": statistics.mean(train_secs[n])} if n in train_secs else {})}
                           for n in names},
                "fine_tuned": ft, "scratch": scratch, "fastai": fastai, "best_cifar": best_cifar, "gaps": gaps}
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(a.json).with_name(f".{Path(a.json).name}.tmp")
-        tmp.write_text(json.dumps(res, indent=2) + "\n"); tmp.replace(a.json)
+        save_json(res, a.json)
         print(f"wrote {a.json}")
 
 

@@ -32,7 +32,13 @@ class WeightAveraging(Callback):
         decay:float=0.98,   # the average's weight on its previous value, per step
         start:float=0.5,    # fraction of training after which averaging begins
     ): self.decay, self.start = decay, start
-    def before_fit(self): self.avg, self.updates = None, 0
+    avg, updates, _resumed, _started = None, 0, False, False
+    def before_fit(self): self._started = False             # (`validate` and `get_preds` run before_fit too: they reset nothing)
+    def before_train(self):
+        if self._started: return
+        self._started = True                                # the first trained epoch of a fit starts a new average, unless resumed
+        if not self._resumed: self.avg, self.updates = None, 0
+        self._resumed = False
     def _new_average(self):
         return AveragedModel(unwrap_model(self.learn.model), multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
     def after_step(self):
@@ -41,13 +47,14 @@ class WeightAveraging(Callback):
         self.avg.update_parameters(unwrap_model(self.learn.model))   # the first call copies the weights
         self.updates += 1
     def after_fit(self):
-        if self.avg is None: return
+        if not self._started or self.avg is None: return
+        self._started = False
         with torch.no_grad():
             for p, a in zip(unwrap_model(self.learn.model).state_dict().values(), self.avg.module.state_dict().values()): p.copy_(a)
     def checkpoint_state(self)->dict:
         return {"updates": self.updates, "average": None if self.avg is None else self.avg.state_dict()}
     def load_checkpoint_state(self, state:dict):
-        self.updates, self.avg = state["updates"], None
+        self.updates, self.avg, self._resumed = state["updates"], None, True
         if state["average"] is not None:
             self.avg = self._new_average(); self.avg.load_state_dict(state["average"])
 

@@ -16,6 +16,8 @@ from .widgets import *
 from .interpret import Evaluation
 from .cleaner import CleaningPlan, CleaningReport, apply_cleaning, undo_cleaning
 from .cleaner_ranking import evaluate_folder, rank_by_loss, table_after_cleaning
+from .images import to_rgb, _check_size
+
 
 # %% auto #0
 __all__ = ['thumbnail_png', 'ImageCell', 'CleanerBrowser', 'findings_table', 'Cleaner']
@@ -28,7 +30,10 @@ def thumbnail_png(
     "A PNG thumbnail of `path` (small images are enlarged with sharp pixels); a grey placeholder if it cannot be read."
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            _check_size(im)                          # never decode a decompression bomb for a thumbnail
+            if getattr(im, "is_animated", False): im.seek(0)
+            im.draft("RGB", (size, size)) if im.format == "JPEG" else None
+            im = to_rgb(im)                          # as training sees it: EXIF orientation, transparency, 16-bit
             w, h = im.size; scale = size/max(w, h)
             im = im.resize((max(1, round(w*scale)), max(1, round(h*scale))), Image.NEAREST if scale > 1 else Image.LANCZOS)
     except Exception:

@@ -131,9 +131,9 @@ def training_plan(config:TrainConfig, choice:ArchChoice, task, builtin:bool=Fals
     lr_mult = config.lr_mult if config.lr_mult is not None else (3 if spec.small_images else 100) if tuned else None
     smoothing = (config.label_smoothing if config.label_smoothing is not None
                  else 0.0 if imagenet or isinstance(task, MultiLabel) else 0.1)
-    return TrainPlan(choice.arch, tuned, choice.size, config.epochs or (4 if builtin else 5),
-                     config.lr or (1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3), lr_mult,
-                     config.bs or (32 if imagenet else 64), smoothing,
+    return TrainPlan(choice.arch, tuned, choice.size, config.epochs if config.epochs is not None else 4 if builtin else 5,
+                     config.lr if config.lr is not None else 1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3, lr_mult,
+                     config.bs if config.bs is not None else 32 if imagenet else 64, smoothing,
                      config.flip if config.flip is not None else not builtin, choice.reason)
 
 # %% ../nbs/13_experiment.ipynb #7351ea43

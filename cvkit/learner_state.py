@@ -35,6 +35,19 @@ def _shallow(d:dict)->dict:
         return copy.copy(v) if isinstance(v, (list, dict)) else v
     return {k: one(v) for k, v in d.items()}
 
+# %% ../nbs/05b_learner_state.ipynb #001d5246
+def _placement(model:torch.nn.Module)->tuple:
+    "Where `model` lives: its device, and whether its 4-d weights are channels-last."
+    p = next(iter(model.parameters()), None)
+    if p is None: return None, False
+    cl = any(t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last) for t in model.parameters())
+    return p.device, cl
+
+def _place(model:torch.nn.Module, device, channels_last:bool):
+    "Move `model` back to `device` and memory layout (training may have moved it: fastai moves it to the data's device)."
+    if device is None: return
+    model.to(device).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
 # %% ../nbs/05b_learner_state.ipynb #e69159e0
 class LearnerState:
     "An in-memory snapshot of what training changes in a `Learner`; `restore` puts it back (as often as needed)."
@@ -42,6 +55,7 @@ class LearnerState:
         model = learn.model
         self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         self.modes = [(m, m.training) for m in model.modules()]
+        self.placement = _placement(model)
         self.grads = [(p, p.requires_grad, None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()]
         opt = learn.opt
         if opt is None: self.opt = None
@@ -67,6 +81,7 @@ class LearnerState:
             for k in [k for k in o.__dict__ if k not in d]: del o.__dict__[k]
             o.__dict__.update(_shallow(d))
         model = learn.model
+        _place(model, *self.placement)                       # the device and memory layout first: the weights are copied into them
         model.load_state_dict(self.weights)
         for m, training in self.modes: m.training = training
         for p, req, g in self.grads: p.requires_grad_(req); p.grad = None if g is None else g.clone()

@@ -51,7 +51,8 @@ def test_gpu_checks_pass_on_cpu(checks_run):
     assert d["benchmark"] == "gpu_checks" and d["device"] == "cpu"
     assert d["torch"] and re.match(r"\d{4}-\d\d-\d\d$", d["date"])
     assert d["passed"] is True and d["failed"] == []
-    assert set(d["checks"]) == {"train_bf16", "train_fp16", "train_fp32", "find_lr", "export_parity"}
+    assert set(d["checks"]) == {"train_bf16", "train_fp16", "train_fp32", "find_lr", "export_parity", "resume",
+                                "find_lr_placement", "data_parallel"}
     assert (d["args"]["epochs"], d["args"]["size"]) == (2, 16)
     assert "gpu checks: PASSED" in p.stdout and p.stdout.strip().endswith(f"wrote {out}")
 
@@ -70,6 +71,18 @@ def test_gpu_checks_training(checks_run):
     assert 0.5 <= t["accuracy"] <= 1 and t["seconds"] > 0 and t["images_per_second"] > 0
     assert t["n_train"] > 0 and t["n_valid"] > 0
     assert d["checked_learner"] == "fp32"
+    assert t["checkpoints"] == 2 and t["history_rows"] == 2 and t["scaler_in_checkpoint"] is False   # every callback ran
+    assert t["weight_average_updates"] > 0
+
+
+def test_gpu_checks_resume_placement_and_data_parallel(checks_run):
+    c = json.loads(checks_run[1].read_text())["checks"]
+    r = c["resume"]
+    assert r["passed"] is True and r["resumed_from_epoch"] == 1
+    assert r["bit_identical"] is True and r["max_abs_weight_diff"] == 0          # on the CPU a resume is exact
+    p = c["find_lr_placement"]
+    assert p["passed"] is True and p["fresh_before"] == p["fresh_after"] == {"device": "cpu", "channels_last": False}
+    assert c["data_parallel"]["status"] == "skipped" and "needs 2" in c["data_parallel"]["reason"]
 
 
 def test_gpu_checks_find_lr_leaves_weights(checks_run):
@@ -88,6 +101,7 @@ def test_gpu_checks_export_parity(checks_run):
     for k in ("loaded_vs_learner", "cpu_vs_learner"):
         assert e[k]["mismatches"] == 0 and e[k]["max_abs_prob_diff"] < 1e-5
     assert e["classes_match_vocab"] is True and {"model.safetensors", "cvkit.json"} <= set(e["files"])
+    assert e["onnx_written"] > 0 and e["predictor_device_after_onnx"] == "cpu"
 
 
 # ---------------------------------------------------------------- the whole suite, tiny, on the CPU
