@@ -319,6 +319,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'cvkit.checkpoint.StopRequest.__exit__': ('checkpoint.html#stoprequest.__exit__', 'cvkit/checkpoint.py'),
                                   'cvkit.checkpoint.StopRequest.__init__': ('checkpoint.html#stoprequest.__init__', 'cvkit/checkpoint.py'),
                                   'cvkit.checkpoint.StopRequest._handle': ('checkpoint.html#stoprequest._handle', 'cvkit/checkpoint.py'),
+                                  'cvkit.checkpoint.StopRequest.request': ('checkpoint.html#stoprequest.request', 'cvkit/checkpoint.py'),
                                   'cvkit.checkpoint.TrainPhase': ('checkpoint.html#trainphase', 'cvkit/checkpoint.py'),
                                   'cvkit.checkpoint.TrainingInterrupted': ('checkpoint.html#traininginterrupted', 'cvkit/checkpoint.py'),
                                   'cvkit.checkpoint.TrainingInterrupted.__init__': ( 'checkpoint.html#traininginterrupted.__init__',
