@@ -266,15 +266,6 @@ def augmentation_transforms(
     raise ConfigError(f"augment must be True, False, a preset name ({', '.join(PRESETS)}), an Augmentation "
                       f"or a list of transforms, not {augment!r}")
 
-# %% ../nbs/03_augment.ipynb #bd21a51e
-@contextlib.contextmanager
-def _one_thread():
-    "Run torch on one CPU thread inside the block (faster for tiny tensors); restore the thread count after."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try: yield
-    finally: torch.set_num_threads(n)
-
 # %% ../nbs/03_augment.ipynb #4d28ed5a
 def augment_images(
     images:torch.Tensor,         # uint8 images (N, C, H, W)
@@ -288,7 +279,7 @@ def augment_images(
         raise DataError("augment_images needs a uint8 tensor of shape (N, C, H, W)")
     tfms = augmentation_transforms(augment, images.shape[-1], flip=flip)
     pipe = Pipeline([*tfms, IntToFloatTensor()], split_idx=0)
-    with _seeded(seed), _one_thread(), torch.no_grad():
+    with _seeded(seed), cpu_threads(1), torch.no_grad():
         out = pipe((TensorImage(images.clone()), *targets))
         x = (out[0].as_subclass(torch.Tensor).clamp(0, 1)*255).round().to(torch.uint8)
         return (x, *out[1:]) if targets else x

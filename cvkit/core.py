@@ -15,8 +15,8 @@ warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", 
 
 # %% auto #0
 __all__ = ['log_handler', 'log', 'CvkitError', 'DataError', 'ConfigError', 'WeightsError', 'in_notebook', 'LogHandler',
-           'default_device', 'Precision', 'choose_precision', 'device_name', 'synchronize', 'Timer', 'seed_everything',
-           'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json']
+           'default_device', 'Precision', 'choose_precision', 'device_name', 'synchronize', 'cpu_threads', 'Timer',
+           'seed_everything', 'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json']
 
 # %% ../nbs/00_core.ipynb #d359749e
 class CvkitError(Exception):
@@ -135,6 +135,15 @@ def device_name(device)->str:
 def synchronize(device):
     "Wait until the work queued on `device` is done (CUDA runs asynchronously); a no-op on the CPU. For timing."
     if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
+
+# %% ../nbs/00_core.ipynb #54288037
+@contextlib.contextmanager
+def cpu_threads(n:int|None):
+    "Run torch on `n` CPU threads inside the block (None: leave the count as it is); restore the count after."
+    before = torch.get_num_threads()
+    if n is not None: torch.set_num_threads(max(1, int(n)))
+    try: yield
+    finally: torch.set_num_threads(before)
 
 # %% ../nbs/00_core.ipynb #5f6a7b8c
 class Timer:

@@ -251,6 +251,16 @@ def resume_config(resume:str|Path, config:TrainConfig|None=None, changes:dict|No
     log.info(f"resuming from {path} ({_where(state['position'])})")
     return config, state, path
 
+def _resume_threads(state:dict|None, deterministic:bool)->int|None:
+    "The CPU thread count to resume with: the checkpoint's when `deterministic` (sums repeat only with the same count)."
+    saved, now = (state or {}).get("threads"), torch.get_num_threads()
+    if saved is None or saved == now: return None
+    if deterministic:
+        log.info(f"training on {saved} CPU threads, as the checkpoint was written, not {now}: deterministic sums need the same count")
+        return saved
+    log.info(f"the checkpoint was written with {saved} CPU threads, this process has {now}: the result may differ in the last bits")
+    return None
+
 def _where(pos:dict)->str:
     return f"phase {pos['phase'] + 1}, epoch {min(pos['epoch'] + 1, pos['n_epoch'])}/{pos['n_epoch']}" + (f", batch {pos['batch']}" if pos["batch"] else "") + (
            " done" if pos["epoch"] >= pos["n_epoch"] else "")
@@ -290,8 +300,11 @@ def train(
     folder = CheckpointFolder(Path(config.out)/"checkpoints", keep=config.checkpoints) if config.out and config.checkpoints else None
     history = TrainingHistory(); learn.add_cbs([history, *(cbs or [])])
     data_clock.stop()
+    threads = _resume_threads(state, config.deterministic)
     try:
-        with train_clock: run_phases(learn, training_phases(plan), folder, state, extra={"config": _plain(config), "split": digest})
+        with train_clock, cpu_threads(threads):
+            run_phases(learn, training_phases(plan), folder, state,
+                       extra={"config": _plain(config), "split": digest, "threads": torch.get_num_threads()})
     except TrainingInterrupted as e:
         if e.checkpoint is not None: e.args = (f"{e}; continue with `cvkit train --resume {config.out}` (or train(resume=...))",)
         raise
