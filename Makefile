@@ -20,8 +20,10 @@ check-export: venv
 test-notebooks: venv
 	$(BIN)/nbdev-test --n-workers 2
 
+## pytest runs its test files on PYTEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures).
+PYTEST_WORKERS ?= 2
 test-pytest: venv
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 tests
 
 ## JupyterLab on the notebooks.
 lab: venv

@@ -8,8 +8,7 @@ import argparse, json, sys, time, traceback, logging
 from pathlib import Path
 from dataclasses import dataclass, asdict
 from .core import *
-from .experiment import TrainConfig
-from .checkpoint import TrainingInterrupted
+# the modules that train (fastai, timm, torch's compiler) are imported by the commands that use them: help and usage errors answer at once
 
 # %% auto #0
 __all__ = ['DATA_EPILOG', 'FIXABLE', 'config_from_args', 'train_command', 'cv_command', 'tune_command', 'lr_find_command',
@@ -149,6 +148,7 @@ def _parser()->argparse.ArgumentParser:
 # %% ../nbs/90_cli.ipynb #956e9e39
 def config_from_args(a:argparse.Namespace)->TrainConfig:
     "The `TrainConfig` that `cvkit train` (or `cv`, `tune`, `lr-find`) arguments describe."
+    from cvkit.experiment import TrainConfig
     threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
     return TrainConfig(data=a.data, task=a.task, arch=a.arch, pretrained=a.pretrained, weights=a.weights, size=a.size,
                        epochs=a.epochs, bs=a.bs, lr=a.lr, valid_pct=a.valid_pct, split=a.split, resize=a.resize,
@@ -252,7 +252,7 @@ def runs_command(a:argparse.Namespace):
 def audit_command(a:argparse.Namespace):
     "Run `cvkit audit`: print the summary and the worst findings of each check; write the HTML and JSON reports."
     from cvkit.audit import audit
-    from cvkit.experiment import read_config_items
+    from cvkit.experiment import TrainConfig, read_config_items
     items = read_config_items(TrainConfig(data=a.data, task=a.task, label_pattern=a.label_pattern, fn_col=a.fn_col,
                                           label_col=a.label_col, valid_col=a.valid_col, label_delim=a.label_delim))
     report = audit(items, checks=a.checks.split(",") if a.checks else None, valid_pct=a.valid_pct, split=a.split, seed=a.seed)
@@ -349,9 +349,10 @@ def main(argv:list[str]|None=None)->int:
         return 0
     except KeyboardInterrupt:
         print("cvkit: interrupted", file=sys.stderr); return 130
-    except TrainingInterrupted as e:
-        print(f"cvkit: {e}", file=sys.stderr); return e.exit_code
     except Exception as e:
+        stops = sys.modules.get("cvkit.checkpoint")          # a stop (Ctrl-C, SIGTERM) can only come from a run that loaded it
+        if stops and isinstance(e, stops.TrainingInterrupted):
+            print(f"cvkit: {e}", file=sys.stderr); return e.exit_code
         if a.debug: traceback.print_exc()
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         kind = "" if isinstance(e, CvkitError) else f"{type(e).__name__}: "
