@@ -29,6 +29,14 @@ def wait_for_line(p:subprocess.Popen, prefix:str) -> list[str]:
     raise AssertionError(f"no line starting {prefix!r}; stdout:\n{''.join(lines)}\nstderr:\n{p.stderr.read()}")
 
 
+def wait_for_file(path:Path, timeout:float=60):
+    "Wait until `path` exists (checkpoints are renamed into place whole)."
+    t = time.time()
+    while not path.exists():
+        assert time.time() - t < timeout, f"{path} was not written within {timeout} s"
+        time.sleep(0.02)
+
+
 def weights(out:Path) -> dict: return load_file(out/"model.safetensors")
 
 
@@ -64,7 +72,8 @@ def test_sigkill_mid_epoch_then_resume(whole, tmp_path):
     out = tmp_path/"killed"
     p = start(out)
     seen = wait_for_line(p, "epoch 2/4")
-    time.sleep(1.2)                                            # well inside epoch 3 (an epoch takes seconds)
+    wait_for_file(out/"checkpoints"/"checkpoint-00002.safetensors")   # written after the epoch's line
+    time.sleep(0.5)                                            # inside epoch 3 (an epoch takes seconds)
     p.send_signal(signal.SIGKILL); p.wait()
     assert not any(l.startswith("epoch 3/4") for l in seen)
     assert [q["epoch"] for q in positions(out)][-1] == 2       # the last checkpoint: after epoch 2
