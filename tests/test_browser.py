@@ -24,6 +24,12 @@ learn.fit_one_cycle(1, 1e-2)""",
 ]
 
 
+def decoded(page, img, timeout:float=30_000):
+    "Wait until the browser has decoded `img`'s current picture (a new src is decoded asynchronously); its width."
+    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=img.element_handle(), timeout=timeout)
+    return img.evaluate("img => img.naturalWidth")
+
+
 def test_widgets_in_jupyterlab(tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     root = tmp_path/"lab"; root.mkdir()
@@ -42,7 +48,7 @@ def test_widgets_in_jupyterlab(tmp_path):
             assert handle.count() == 1
             preview = explorer.locator("img.cvkit-aug-preview")
             assert preview.count() == 1 and preview.is_visible()
-            assert preview.evaluate("img => img.naturalWidth") > 0           # a real, decoded picture
+            assert decoded(page, preview) > 0           # a real, decoded picture
             code = explorer.locator(".cvkit-aug-code textarea")
             src0, code0 = preview.get_attribute("src"), code.input_value()
             assert "image_dataloaders(digits(), size=32" in code0 and "digits-32px" not in code0   # what you would type, not the cache folder
@@ -51,7 +57,7 @@ def test_widgets_in_jupyterlab(tmp_path):
             for _ in range(5): page.keyboard.press("ArrowRight")
             page.wait_for_function("([el, s]) => el.src !== s", arg=[preview.element_handle(), src0], timeout=30_000)
             page.wait_for_function("([el, c]) => el.value !== c", arg=[code.element_handle(), code0], timeout=30_000)
-            assert preview.evaluate("img => img.naturalWidth") > 0
+            assert decoded(page, preview) > 0
             page.screenshot(path=str(ARTIFACTS/"browser-augment-explorer.png"))
 
             # the dashboard: open the confusion matrix, click a diagonal cell, its images appear
@@ -69,7 +75,7 @@ def test_widgets_in_jupyterlab(tmp_path):
             images = dash.locator(".cvkit-cm-images img")
             images.first.wait_for(state="visible", timeout=30_000)
             assert 0 < images.count() <= count
-            assert images.first.evaluate("img => img.naturalWidth") > 0
+            assert decoded(page, images.first) > 0
             assert widget_errors(page) == []
             images.first.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS/"browser-dashboard.png"))
