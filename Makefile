@@ -2,10 +2,14 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: venv demo test test-notebooks test-pytest check-export lab bench clean
+.PHONY: venv browser demo test test-notebooks test-pytest check-export lab bench clean
 
 venv:
 	@bash tools/venv.sh
+
+## The system Chromium that the browser tests of the widgets drive (installed with apt-get when missing).
+browser:
+	@bash tools/browser.sh
 
 ## Train a digit classifier on the built-in dataset (about 15 s on a laptop CPU).
 demo: venv
@@ -22,7 +26,7 @@ test-notebooks: venv
 
 ## pytest runs its test files on PYTEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures).
 PYTEST_WORKERS ?= 2
-test-pytest: venv
+test-pytest: venv browser
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 tests
 
 ## JupyterLab on the notebooks.

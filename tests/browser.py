@@ -1,7 +1,7 @@
 """Drive a real JupyterLab in headless Chromium: start a server on 127.0.0.1 with a temporary root, open a
 notebook, run all its cells, and hand the Playwright page to a test. Everything is shut down afterwards.
 
-Chromium comes from the system (`apt-get install chromium`, done by `.ci/run`); Playwright's own browser
+Chromium comes from the system (`apt-get install chromium`, done by `make test` through `tools/browser.sh`); Playwright's own browser
 download is not used. A missing browser or Playwright is an error, never a skip: the widgets must be shown
 to work in a browser.
 """
@@ -22,7 +22,7 @@ def chromium_path() -> str:
     "The system Chromium (fails with instructions if it is not installed)."
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if p := shutil.which(name): return p
-    raise RuntimeError("the browser tests need Chromium: `apt-get install -y chromium` (.ci/run does this)")
+    raise RuntimeError("the browser tests need Chromium: `apt-get install -y chromium` (`make test` does this through tools/browser.sh)")
 
 
 def free_port() -> int:
