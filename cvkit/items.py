@@ -66,8 +66,13 @@ def _image_files(folder:Path, skipped:list)->list[Path]:
         else: skipped.append((p, f"not an image file name (extension {p.suffix or 'none'!r})"))
     return files
 
-def _class_folders(root:Path)->list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("." , "_")))
+def _class_folders(root:Path, skipped:list|None=None)->list[Path]:
+    "The class folders of `root`; a link there that leads nowhere (broken, or a loop such as a link to itself) is recorded in `skipped`."
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith(("." , "_")))
+    if skipped is not None:
+        skipped += [(p, "link that leads to no folder (broken, or links form a loop, e.g. a link to itself): not a class folder")
+                    for p in entries if p.is_symlink() and not p.exists()]
+    return [p for p in entries if p.is_dir()]
 
 def _check_readable(folder:Path, what:str, todo:str):
     "A `DataError` if `folder` cannot be listed (permission denied), rather than a folder that looks empty."
@@ -87,7 +92,7 @@ def items_from_folder(
     files, labels, is_valid, skipped = [], [], [], []
     for base, valid in parts:
         _check_readable(base, "folder", "fix its permissions (chmod u+rx)")
-        classes = _class_folders(base)
+        classes = _class_folders(base, skipped)
         if not classes:
             raise DataError(f"{base} has no class sub-folders; expected {base}/<class name>/<image files>")
         for cls in classes:
