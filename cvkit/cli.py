@@ -302,7 +302,8 @@ def _usage_errors(a:argparse.Namespace)->list[str]:
     "What is wrong with the values of the parsed arguments (usage errors: exit code 2)."
     bad = []
     if a.command in ("train", "cv", "tune", "lr-find"):
-        bad += [f"{n} must be at least 1" for n, v in (("--epochs", a.epochs), ("--bs", a.bs), ("--size", a.size)) if v is not None and v < 1]
+        bad += [f"{n} must be at least 1" for n, v in (("--epochs", a.epochs), ("--bs", a.bs)) if v is not None and v < 1]
+        bad += [f"--size must be at least {MIN_IMAGE_SIZE} (pixels)" for v in [a.size] if v is not None and v < MIN_IMAGE_SIZE]
         bad += [f"--valid-pct must be between 0 and 1" for v in [a.valid_pct] if not 0 < v < 1]
         bad += [f"--threshold must be auto or a number between 0 and 1" for v in [a.threshold] if v != "auto" and not _unit(v)]
         bad += [f"--lr must be positive" for v in [a.lr] if v is not None and v <= 0]

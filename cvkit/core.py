@@ -14,9 +14,9 @@ import torch
 warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
 
 # %% auto #0
-__all__ = ['log_handler', 'log', 'CvkitError', 'DataError', 'ConfigError', 'WeightsError', 'in_notebook', 'LogHandler',
-           'default_device', 'Precision', 'choose_precision', 'device_name', 'synchronize', 'cpu_threads', 'Timer',
-           'seed_everything', 'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json']
+__all__ = ['MIN_IMAGE_SIZE', 'log_handler', 'log', 'CvkitError', 'DataError', 'ConfigError', 'WeightsError', 'in_notebook',
+           'LogHandler', 'default_device', 'Precision', 'choose_precision', 'device_name', 'synchronize', 'cpu_threads',
+           'Timer', 'seed_everything', 'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json']
 
 # %% ../nbs/00_core.ipynb #d359749e
 class CvkitError(Exception):
@@ -30,6 +30,9 @@ class ConfigError(CvkitError, ValueError):
 
 class WeightsError(CvkitError):
     "Pretrained weights are not available (offline, not cached) or do not fit the model."
+
+# %% ../nbs/00_core.ipynb #5314c199
+MIN_IMAGE_SIZE = 8                     # smallest image side (px) a model is trained or searched at
 
 # %% ../nbs/00_core.ipynb #3f1c2a4b
 def in_notebook()->bool:

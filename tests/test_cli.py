@@ -34,6 +34,9 @@ USAGE_ERRORS = {
     "epochs-negative": (("train", "--epochs", "-3"), "--epochs must be at least 1"),
     "epochs-not-int": (("train", "--epochs", "two"), "invalid int value"),
     "bs-0": (("train", "--bs", "0"), "--bs must be at least 1"),
+    "size-0": (("train", "--size", "0"), "--size must be at least 8"),
+    "size-3": (("train", "--size", "3"), "--size must be at least 8"),       # too small to train on: a usage error too
+    "tune-size-3": (("tune", "--size", "3"), "--size must be at least 8"),
     "valid-pct-1.5": (("train", "--valid-pct", "1.5"), "--valid-pct must be between 0 and 1"),
     "bad-split": (("train", "--split", "sideways"), "invalid choice"),
     "bad-command": (("frobnicate",), "invalid choice"),
