@@ -197,7 +197,7 @@ def image_dataloaders(
     task = items.task
     task.check(items.labels, items.source)
     size = int(size or auto_size(items.files))
-    if size < 8: raise ConfigError(f"image size must be at least 8 px, not {size}")
+    if size < MIN_IMAGE_SIZE: raise ConfigError(f"image size must be at least {MIN_IMAGE_SIZE} px, not {size}")
     if in_memory == "auto": in_memory = len(items)*3*size*size <= max_memory_mb*2**20
     augs = augmentation_transforms(augment, size, flip=flip, in_memory=in_memory)   # a wrong preset fails before decoding
     device = default_device(device)
@@ -218,6 +218,7 @@ def image_dataloaders(
         train_idx, valid_idx = split_indices(task.strata(labels), valid_pct, split, kept.is_valid, seed)
         how = "folder" if (split == "folder" or (split == "auto" and kept.is_valid is not None)) else ("stratified" if split == "auto" else split)
     _check_split(task, labels, train_idx, vocab, fixed=how in ("folder", "given"))
+    _warn_copies(kept.files, train_idx, valid_idx)
 
     y = task.encode(labels, vocab)
     if in_memory:
@@ -270,6 +271,16 @@ def _check_classes_kept(task:Task, items:Items, labels:list, n_bad:int):
     if lost:
         raise DataError(f"class(es) {lost} lost all their images: every one of their files was skipped as unreadable "
                         f"(listed above); fix or replace those files, or remove the class")
+
+def _warn_copies(files:list, train_idx, valid_idx):
+    "Say, before any training, which validation files are exact copies of training files (the score would be optimistic)."
+    copies = copies_across_split(files, train_idx, valid_idx)
+    if not copies: return
+    shown = "; ".join(f"{printable_path(v)} = {printable_path(t)}" for v, t in copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")
+    log.warning(f"{len(copies)} validation image{'s are' if len(copies) > 1 else ' is an'} exact cop{'ies' if len(copies) > 1 else 'y'} of training "
+                f"image{'s' if len(copies) > 1 else ''} ({shown}): the validation score will be optimistic. Remove one file of each "
+                f"pair (`cvkit audit DATA` lists every copy, also resized or re-encoded ones)")
+
 
 # %% ../nbs/03b_data.ipynb #9b041800
 def set_normalization(

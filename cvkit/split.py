@@ -4,11 +4,14 @@
 
 # %% ../nbs/02c_split.ipynb #6af650d2
 from __future__ import annotations
+import hashlib, os
+from collections import defaultdict
+from pathlib import Path
 import numpy as np
 from .core import *
 
 # %% auto #0
-__all__ = ['split_indices']
+__all__ = ['split_indices', 'copies_across_split']
 
 # %% ../nbs/02c_split.ipynb #eeb7bd46
 def split_indices(
@@ -38,3 +41,26 @@ def split_indices(
         valid.append(idx[:max(1, round(len(idx)*valid_pct))] if len(idx) > 1 else idx[:0])
     valid = np.sort(np.concatenate(valid))
     return np.setdiff1d(np.arange(n), valid), valid
+
+# %% ../nbs/02c_split.ipynb #60246912
+def copies_across_split(
+    files:list,                    # one path per item
+    train_idx,                     # positions of the training items
+    valid_idx,                     # positions of the validation items
+)->list[tuple[Path,Path]]:
+    "Each validation file whose bytes equal a training file's, as (validation file, training file) pairs."
+    def size(i):
+        try: return os.stat(files[i]).st_size
+        except OSError: return None                 # vanished since it was read: not a copy of anything
+    train_by_size, valid_by_size = defaultdict(list), defaultdict(list)
+    for i in train_idx: train_by_size[size(i)].append(i)
+    for i in valid_idx: valid_by_size[size(i)].append(i)
+    def digest(i):
+        with open(files[i], "rb") as f: return hashlib.file_digest(f, "sha256").digest()
+    pairs = []
+    for n, valid in valid_by_size.items():
+        if n is None or n not in train_by_size: continue
+        train = {}
+        for i in train_by_size[n]: train.setdefault(digest(i), i)
+        pairs += [(Path(files[i]), Path(files[train[h]])) for i in valid if (h := digest(i)) in train]
+    return pairs
