@@ -21,16 +21,17 @@ from .kfold import fold_splits, _fold_metrics
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FEATURES', 'CLASSICAL_MODELS', 'CLASSICAL_FILE', 'embedding_arch', 'Embedder', 'feature_size', 'image_features',
-           'classical_model', 'ClassicalModel', 'BaselineTable', 'classical_baselines', 'export_classical',
-           'load_classical']
+__all__ = ['FEATURES', 'EMBED_ARCHS', 'CLASSICAL_MODELS', 'CLASSICAL_FILE', 'CLASSICAL_TYPES', 'embedding_arch', 'Embedder',
+           'feature_size', 'image_features', 'classical_model', 'ClassicalModel', 'BaselineTable',
+           'classical_baselines', 'export_classical', 'load_classical']
 
 # %% ../nbs/13d_baselines.ipynb #b7c27266
 FEATURES = ("pixels", "hog", "embeddings")
+EMBED_ARCHS = ("cifar_resnet", "efficientnet_lite0")   # small images, photos
 
 def embedding_arch(side:int|None)->str:
     "The pretrained network whose body embeds images of median side `side`: the CIFAR-10 backbone for small images, else EfficientNet-Lite0."
-    return "cifar_resnet" if side is not None and side <= SMALL_IMAGE_SIDE else "efficientnet_lite0"
+    return EMBED_ARCHS[0] if side is not None and side <= SMALL_IMAGE_SIDE else EMBED_ARCHS[1]
 
 # %% ../nbs/13d_baselines.ipynb #71ff1216
 class Embedder:
@@ -128,9 +129,7 @@ class ClassicalModel:
     def probabilities(self, x:np.ndarray)->np.ndarray:
         "Class probabilities; k-NN: the neighbours' votes; SVMs: a softmax of the decision function, a ranking score, not a calibrated probability."
         est = self.pipeline
-        if hasattr(est, "predict_proba"):
-            try: return est.predict_proba(x)
-            except AttributeError: pass
+        if hasattr(est, "predict_proba"): return est.predict_proba(x)     # False for the SVMs (no probability=True)
         d = est.decision_function(x)
         if d.ndim == 1: d = np.stack([-d, d], 1)
         e = np.exp(d - d.max(1, keepdims=True)); return e/e.sum(1, keepdims=True)
@@ -283,21 +282,45 @@ def export_classical(model:ClassicalModel, out:str|Path)->Path:
                "sklearn_version": sklearn.__version__}, out/META_FILE)
     return out
 
+# %% ../nbs/13d_baselines.ipynb #34a6d553
+CLASSICAL_TYPES = frozenset({"sklearn.tree._tree.Tree"})    # random forests' trees: the only type outside skops' own trusted list
+
 # %% ../nbs/13d_baselines.ipynb #062848bc
-def load_classical(path:str|Path)->ClassicalModel:
-    "Load a model written by `export_classical`; refuses any type outside scikit-learn's and NumPy's trusted ones."
-    import skops.io as sio
+def _classical_meta(path:Path)->dict:
+    "The `cvkit.json` of a classical export, checked: every field `load_classical` uses holds a value `export_classical` writes."
     from cvkit.export import META_FILE
-    path = Path(path)
-    meta = json.loads((path/META_FILE).read_text())
+    f = path/META_FILE
+    if not f.is_file(): raise CvkitError(f"{f} not found; expected a folder written by export_classical")
+    try: meta = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise WeightsError(f"{f} is not valid JSON ({e}); export the model again") from e
+    if not isinstance(meta, dict) or meta.get("kind") != "classical":
+        raise WeightsError(f"{f} does not describe a classical model (kind: {meta.get('kind') if isinstance(meta, dict) else None!r}); load it with cvkit.export.load_model")
+    bad = []
+    if meta.get("features") not in FEATURES: bad.append(f"features {meta.get('features')!r} (expected one of {', '.join(FEATURES)})")
+    if meta.get("embed_arch") not in (None, *EMBED_ARCHS): bad.append(f"embed_arch {meta.get('embed_arch')!r} (expected one of {', '.join(EMBED_ARCHS)})")
+    if type(meta.get("size")) is not int or meta["size"] < 1: bad.append(f"size {meta.get('size')!r} (expected a positive integer)")
+    if not isinstance(meta.get("classes"), list) or not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]):
+        bad.append("classes (expected a list of class names)")
+    if bad: raise WeightsError(f"{f} has {'; '.join(bad)}: it was not written by export_classical; export the model again")
+    return meta
+
+# %% ../nbs/13d_baselines.ipynb #8ca71d28
+def load_classical(path:str|Path)->ClassicalModel:
+    "Load a model written by `export_classical`; refuses a file naming any type outside skops' trusted list and `CLASSICAL_TYPES`, before running anything in it."
+    import skops.io as sio
+    path = Path(path); meta = _classical_meta(path)
     f = path/CLASSICAL_FILE
     if not f.is_file(): raise CvkitError(f"{f} not found; expected a folder written by export_classical")
     data = f.read_bytes()
     try: untrusted = sio.get_untrusted_types(data=data)
     except Exception as e: raise WeightsError(f"{f} is not a readable skops file ({type(e).__name__}: {e}); export the model again") from e
-    allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy.", "scipy."))]
-    bad = sorted(set(untrusted) - set(allowed))
-    if bad: raise WeightsError(f"{f} holds types cvkit does not trust ({', '.join(bad[:3])}); it was not written by cvkit: not loaded")
-    pipeline = sio.loads(data, trusted=allowed)
+    bad = sorted(set(untrusted) - CLASSICAL_TYPES)
+    if bad:
+        import sklearn
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise WeightsError(f"{f} names {len(bad)} type(s) that cvkit's classical models never contain ({', '.join(bad[:5])}{more}), "
+                           f"so it was not loaded and nothing in it was run. Load only models written by export_classical; if this one was, "
+                           f"export it again with this cvkit (it says scikit-learn {meta.get('sklearn_version', '?')}; this is {sklearn.__version__})")
+    pipeline = sio.loads(data, trusted=sorted(CLASSICAL_TYPES))
     return ClassicalModel(pipeline, meta["features"], meta["size"], meta["classes"], meta.get("resize_method", "squish"),
                           meta.get("embed_arch"), meta.get("model", ""))
