@@ -268,8 +268,8 @@ def _read_log(log_file:Path)->dict:
     if not log_file.is_file(): raise DataError(f"cleaning log {log_file} does not exist")
     try: log = json.loads(log_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise DataError(f"{log_file} is not valid JSON ({e})") from e
-    if not isinstance(log, dict) or "cvkit_cleaning_log" not in log or "moves" not in log:
-        raise DataError(f"{log_file} is not a cvkit cleaning log")
+    if not isinstance(log, dict) or "cvkit_cleaning_log" not in log or not isinstance(log.get("moves"), list) or "status" not in log:
+        raise DataError(f"{log_file} is not a cvkit cleaning log (no status or list of moves)")
     return log
 
 def undo_cleaning(
@@ -312,10 +312,14 @@ def undo_cleaning(
 def cleaning_logs(
     root:str|Path,   # the dataset root
 )->pd.DataFrame:
-    "The cleaning logs kept in `root`'s trash folder, newest first: file, time, status, number of moves."
-    rows = []
+    "The cleaning logs kept in `root`'s trash folder, newest first: file, time, status, number of moves; a damaged one is listed as `unreadable`, with the problem, and warned of."
+    rows, bad = [], []
     for f in sorted((Path(root)/TRASH_FOLDER).glob("*.json"), reverse=True):
-        try: log = _read_log(f)
-        except DataError: continue
-        rows.append({"log": f, "applied_at": log.get("applied_at"), "status": log["status"], "moves": len(log["moves"])})
-    return pd.DataFrame(rows, columns=["log", "applied_at", "status", "moves"])
+        try: rec = _read_log(f)
+        except DataError as e:
+            bad.append(str(e)); rows.append({"log": f, "applied_at": None, "status": "unreadable", "moves": None, "problem": str(e)}); continue
+        rows.append({"log": f, "applied_at": rec.get("applied_at"), "status": rec["status"], "moves": len(rec["moves"]), "problem": None})
+    if bad:
+        log.warning(f"{len(bad)} of {len(rows)} cleaning logs in {Path(root)/TRASH_FOLDER} cannot be read, so undo_cleaning cannot use them "
+                    f"(the files they moved are still in that folder): {'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''}")
+    return pd.DataFrame(rows, columns=["log", "applied_at", "status", "moves", "problem"])

@@ -153,13 +153,17 @@ def image_stats(images:torch.Tensor)->tuple[list[float],list[float]]:
 
 # %% ../nbs/02b_images.ipynb #5fbcaaa5
 def typical_side(files:list[Path], n:int=64)->int|None:
-    "The median shorter side, in pixels, of up to `n` images spread over `files` (None if none can be read)."
-    sides = []
+    "The median shorter side, in pixels, of up to `n` images spread over `files` (None if none can be read); warns, naming them, of sampled files it cannot read."
+    sides, bad, sample = [], [], files[:: max(1, len(files)//n)][:n]
     with _no_size_warning():
-        for f in files[:: max(1, len(files)//n)][:n]:
+        for f in sample:
             try:
                 with Image.open(f) as im: sides.append(min(im.size))
-            except Exception: pass
+            except (OSError, ValueError, Image.DecompressionBombError) as e: bad.append((f, _why_unreadable(Path(f), e)))
+    if bad:
+        names = "; ".join(f"{printable_path(f)}: {why}" for f, why in bad[:3]) + ("; ..." if len(bad) > 3 else "")
+        then = f"the typical side is that of the other {len(sides)}" if sides else "no typical side (None: taken for photos of any size)"
+        log.warning(f"{len(bad)} of {len(sample)} sampled images cannot be read ({names}); {then}. Remove or fix them")
     return int(np.median(sides)) if sides else None
 
 def auto_size(files:list[Path], n:int=64)->int:

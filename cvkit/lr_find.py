@@ -5,7 +5,7 @@
 # %% ../nbs/09_lr_find.ipynb #2d776866
 from __future__ import annotations
 import math, contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
@@ -69,11 +69,12 @@ RULE_NOTES = {
     "recommended": "cvkit: geometric mean of valley and minimum",
 }
 
-def _suggest(rule, lrs:np.ndarray, losses:np.ndarray, num_it:int)->float|None:
-    "`rule`'s suggestion, or None where the curve is too short for it or it gives no positive finite rate."
-    try: lr = rule(torch.tensor(lrs), torch.tensor(losses), num_it)[0]
-    except (IndexError, ValueError, RuntimeError): return None
-    return float(lr) if math.isfinite(lr) and lr > 0 else None
+def _suggest(rule, lrs:np.ndarray, losses:np.ndarray, num_it:int)->tuple[float|None, str|None]:
+    "(`rule`'s suggestion, None), or (None, why it has none): the curve is too short for it, or it gives no positive finite rate."
+    try: lr = float(rule(torch.tensor(lrs), torch.tensor(losses), num_it)[0])
+    except (IndexError, ValueError) as e:              # what fastai's rules raise on a curve too short for them
+        return None, f"{len(lrs)} point(s) are too few for it ({type(e).__name__}: {e})"
+    return (lr, None) if math.isfinite(lr) and lr > 0 else (None, f"it read {lr}, not a positive finite rate")
 
 def recommend_lr(
     suggestions:dict,   # rule name -> suggested rate (or None), as in `LRFindResult.suggestions`
@@ -104,6 +105,7 @@ class LRFindResult:
     num_it:int                    # steps asked for
     n_dropped:int=0               # non-finite steps dropped
     window:tuple=(0, 0)           # [start, end) of the steps the rules read
+    unread:dict=field(default_factory=dict)   # rule name -> why it gave no rate
 
     @property
     def lr_min(self)->float|None:
@@ -120,12 +122,14 @@ class LRFindResult:
         rows = {**self.suggestions, "recommended": self.recommended}
         return pd.DataFrame({"learning rate": [f"{v:.2e}" if v else "-" for v in rows.values()],
                              "smoothed loss": [f"{self.loss_at(v):.4f}" if v else "-" for v in rows.values()],
-                             "rule": [RULE_NOTES[k] for k in rows]}, index=pd.Index(list(rows), name="suggestion"))
+                             "rule": [RULE_NOTES[k] + (f"; no rate: {self.unread[k]}" if k in self.unread else "") for k in rows]},
+                            index=pd.Index(list(rows), name="suggestion"))
 
     def summary(self)->str:
         if not len(self.lrs): return f"LR range test: no finite loss at all (stopped: {self.stop_reason})"
         return (f"LR range test: {len(self.lrs)} steps from {self.lrs[0]:.1e} to {self.lrs[-1]:.1e}, "
                 f"stopped: {self.stop_reason}" + (f", {self.n_dropped} non-finite step(s) dropped" if self.n_dropped else "")
+                + (f", {len(self.unread)} rule(s) gave no rate ({', '.join(self.unread)})" if self.unread else "")
                 + (f"; recommended {self.recommended:.2e}" if self.recommended else "; no recommendation"))
 
     def __repr__(self): return f"{self.summary()}\n{self.table().to_string()}"
@@ -136,7 +140,7 @@ class LRFindResult:
         return {"lrs": self.lrs.tolist(), "losses": self.losses.tolist(), "smooth_losses": self.smooth_losses.tolist(),
                 "suggestions": self.suggestions, "recommended": self.recommended, "reason": self.reason,
                 "stop_reason": self.stop_reason, "num_it": self.num_it, "n_dropped": self.n_dropped,
-                "window": list(self.window)}
+                "window": list(self.window), "unread": dict(self.unread)}
 
     def plot(self, ax=None, lr:float|None=None, show_raw:bool=True, figsize=(8.5, 4)):
         "Loss against rate (log axis), every suggestion marked and labelled, `lr` as a vertical line; return the figure."
@@ -208,10 +212,11 @@ def find_lr(
     start = num_it//10 if skip_start is None else skip_start
     window = (min(start, len(lrs)), max(min(start, len(lrs)), len(lrs) - skip_end))
     s, e = window
-    suggestions = {name: _suggest(rule, lrs[s:e], smooth[s:e], num_it) for name, rule in SUGGESTION_RULES.items()}
+    read = {name: _suggest(rule, lrs[s:e], smooth[s:e], num_it) for name, rule in SUGGESTION_RULES.items()}
+    suggestions = {name: lr for name, (lr, _) in read.items()}
     recommended, reason = recommend_lr(suggestions)
     return LRFindResult(lrs, raw, smooth, suggestions, recommended, reason, cb.stop_reason, num_it,
-                        int((~finite).sum()), window)
+                        int((~finite).sum()), window, {name: why for name, (_, why) in read.items() if why})
 
 # %% ../nbs/09_lr_find.ipynb #2a893116
 @dataclass(eq=False)
