@@ -2,7 +2,7 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: venv browser demo test test-notebooks test-pytest check-export lab bench clean
+.PHONY: venv browser demo test test-notebooks test-pytest check-export lab bench figures clean
 
 venv:
 	@bash tools/venv.sh
@@ -33,10 +33,20 @@ test-pytest: venv browser
 lab: venv
 	$(BIN)/jupyter lab nbs/
 
-## Benchmarks: side-by-side timings printed to the terminal.
+## Benchmarks that take minutes on a CPU: side-by-side figures printed to the terminal and saved under
+## benchmarks/results/, then every figure quoted in README.md and nbs/index.ipynb rendered from them.
+## The others (transfer, experiments, audit, speedrun, lr_find, throughput, gpu_suite.sh) take longer or need a
+## GPU: each script's docstring gives its command; run `make figures` after them.
 bench: venv
 	$(BIN)/python benchmarks/quickstart.py --json benchmarks/results/quickstart-cpu.json
+	$(BIN)/python benchmarks/overhead.py --json benchmarks/results/overhead-cpu.json
 	$(BIN)/python benchmarks/inference.py --json benchmarks/results/inference-cpu.json
+	$(BIN)/python benchmarks/scaling.py --json benchmarks/results/scaling-cpu.json
+	$(MAKE) figures
+
+## Rewrite every figure quoted in README.md and nbs/index.ipynb from benchmarks/results (tools/figures.py).
+figures: venv
+	$(BIN)/python tools/figures.py
 
 clean:
 	rm -rf cvkit-out build dist *.egg-info _proc

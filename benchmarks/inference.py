@@ -5,6 +5,8 @@ cvkit's small_resnet at 32 px and torchvision's resnet18 at 224 px. Both runtime
 the normalisation is part of both models.
 
     python benchmarks/inference.py [--reps 50] [--json benchmarks/results/inference-cpu.json]
+
+`--smoke` checks the script end to end in seconds: 3 repetitions, batches of 4.
 """
 import argparse, json, tempfile, time, warnings
 warnings.filterwarnings("ignore")
@@ -50,7 +52,9 @@ def main():
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--smoke", action="store_true", help="3 repetitions, batches of 4, to check the script")
     a = ap.parse_args()
+    if a.smoke: a.reps, a.batch = 3, 4
     device = device_name("cpu")
     print(f"device: {device}; torch {torch.__version__}")
     results = [bench("small_resnet", 32, a.reps, a.batch), bench("resnet18", 224, a.reps, a.batch)]

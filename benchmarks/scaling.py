@@ -8,11 +8,14 @@
 - **resume**: a run killed (SIGKILL) in the middle of an epoch and resumed with `--resume`: whether its final weights
   equal the uninterrupted run's, bit for bit (with `--deterministic`), and the seconds the resumed part took.
 
-Each variant runs `--repeats` times, alternated, and the median training time is reported.
+Each variant runs `--repeats` times (3 by default), alternated, and the median of its training times is reported
+(with an even number of runs, the mean of the middle two).
 
-    python benchmarks/scaling.py [--epochs 4] [--processes 2] [--repeats 2] [--json benchmarks/results/scaling-cpu.json]
+    python benchmarks/scaling.py [--epochs 4] [--processes 2] [--repeats 3] [--json benchmarks/results/scaling-cpu.json]
+
+`--smoke` checks the script end to end at the smallest sizes: `--epochs 3 --arch simple_cnn --repeats 1`.
 """
-import argparse, json, os, signal, subprocess, sys, tempfile, time, datetime
+import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time, datetime
 from pathlib import Path
 import torch
 from safetensors.torch import load_file
@@ -42,9 +45,11 @@ def main():
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--arch", default="small_resnet")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeats", type=int, default=2, help="runs of each variant (medians reported)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each variant (medians reported)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--smoke", action="store_true", help="the smallest run that exercises every part: 3 epochs of simple_cnn, once")
     a = ap.parse_args()
+    if a.smoke: a.epochs, a.arch, a.repeats = 3, "simple_cnn", 1
     work = Path(tempfile.mkdtemp(prefix="cvkit-scaling-"))
     common = ("--arch", a.arch, "--epochs", a.epochs, "--seed", a.seed, "--deterministic")
     env = dict(os.environ, MPLBACKEND="Agg")
@@ -54,7 +59,7 @@ def main():
         for name, extra in (("one", ()), ("none", ("--checkpoints", "0")), ("dp", ("--processes", a.processes))):
             run("train", *common, *extra, "--out", work/f"{name}{turn}", env=env)
             seconds[name].append(metrics(work/f"{name}{turn}")["train_seconds"])
-    med = {k: sorted(v)[len(v)//2] for k, v in seconds.items()}
+    med = {k: statistics.median(v) for k, v in seconds.items()}
     one, none, dp = metrics(work/"one0"), metrics(work/"none0"), metrics(work/"dp0")
     ckpt = sorted((work/"one0"/"checkpoints").iterdir())[-1]
 
@@ -84,7 +89,8 @@ def main():
                       "uninterrupted_train_seconds": one["train_seconds"]}}
     d, c, r = res["data_parallel"], res["checkpoints"], res["resume"]
     print(f"data parallel: accuracy {d['accuracy_1']:.4f} (1 process) vs {d['accuracy_n']:.4f} ({a.processes}); "
-          f"training {d['train_seconds_1']:.1f} s vs {d['train_seconds_n']:.1f} s (x{d['speedup']:.2f}) on {os.cpu_count()} cores")
+          f"training {d['train_seconds_1']:.1f} s vs {d['train_seconds_n']:.1f} s (x{d['speedup']:.2f}) on {os.cpu_count()} cores "
+          f"(medians of {a.repeats} run(s))")
     print(f"checkpoints: {c['checkpoint_bytes']/1e6:.2f} MB each; training {c['train_seconds_with']:.1f} s with, "
           f"{c['train_seconds_without']:.1f} s without ({100*c['overhead']:+.1f} %); same weights: {c['same_weights_with_and_without']}")
     print(f"resume after SIGKILL (from the checkpoint at {r['resumed_from']}): bit-identical weights {r['bit_identical']}, "
