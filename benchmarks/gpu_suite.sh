@@ -6,13 +6,24 @@
 # Steps (in this order), each under `timeout`, each writing $SUITE_OUT/<name>-<device>.json:
 #
 #   step                 cap    what                                                   expected on an H200
-#   gpu_checks            75 s  bf16/fp16 training, find_lr, export round trip          ~30 s
+#   gpu_checks           150 s  --deterministic: bf16/fp16/fp32 training (autocast dtype
+#                               seen by hooks, scaler layout in checkpoints), mid-epoch
+#                               stop + resume equal bit for bit, find_lr, export        ~60 s
+#   gpu_checks_nondeterministic
+#                         90 s  the same training and resumes without --deterministic:
+#                               how far a resumed run lands from the uninterrupted one  ~35 s
+#   cuda_notebooks       150 s  the notebooks with #| cuda cells (found by
+#                               benchmarks/cuda_notebooks.py), run by nbdev-test
+#                               --flags cuda, two at a time                             ~60 s
 #   overhead              90 s  bare loop vs cvkit vs fastai, CIFAR-10 (10k), 3 turns   ~50 s
 #   speedrun             120 s  speed recipe, CIFAR-10, 3 runs of 10 epochs             ~60 s
 #   throughput            90 s  ResNet-50 at 224 px on real JPEGs: fp32, bf16, bf16+cl,
 #                               and plain fastai                                        ~50 s
 #   throughput_compile   rest   the bf16+cl+compile mode in its own process (compiling
 #                               takes a minute or more); merged into throughput's JSON  60-120 s
+#
+# Expected in all: 6 to 7 minutes. cuda_notebooks needs nbdev in $PYTHON (cvkit's dev extra); gpu_checks runs with
+# --deterministic, as `cvkit train --deterministic` (CUBLAS_WORKSPACE_CONFIG=:4096:8 is set before any CUDA work).
 #
 # A step gets min(its cap, what is left of the suite's budget, $SUITE_BUDGET = 480 s), so the whole suite
 # ends within the budget even when steps hit their caps; the most expensive and least certain step
@@ -35,11 +46,11 @@
 #                 paths here and in SUITE_DATA are taken from the repository root
 #   SUITE_DATA    folder with cifar10-jpg.tar.gz and hymenoptera.tar (or hymenoptera-train.tar) (default ../shared/data)
 #   SUITE_BUDGET  seconds for the whole suite (default 480)
-#   SUITE_STEPS   the steps to run, space-separated (default: all five)
+#   SUITE_STEPS   the steps to run, space-separated (default: all seven)
 #   SUITE_TIMEOUT_<step>  another cap for that step, in seconds (e.g. SUITE_TIMEOUT_throughput_compile=200)
 #   SUITE_TINY=1  tiny sizes for a quick test (e.g. SUITE_DEVICE=cpu): digits and synthetic shapes instead of
 #                 CIFAR-10 and hymenoptera, a few batches, a few seconds of speedrun; the compile step is skipped
-#                 off CUDA (inductor's CPU compile alone takes minutes)
+#                 off CUDA (inductor's CPU compile alone takes minutes), and so is cuda_notebooks (its cells need CUDA)
 #
 # On a machine without ../shared, copy the data into an ignored folder of the repository, e.g. (hymenoptera's
 # train/ alone is enough, and keeps the copy small)
@@ -59,11 +70,10 @@ TINY=${SUITE_TINY:-0}
 [[ $TINY == 0 || $TINY == "" ]] && TINY=0 || TINY=1
 DATA=${SUITE_DATA:-../shared/data}
 BUDGET=${SUITE_BUDGET:-480}
-STEPS=${SUITE_STEPS:-gpu_checks overhead speedrun throughput throughput_compile}
+ALL_STEPS="gpu_checks gpu_checks_nondeterministic cuda_notebooks overhead speedrun throughput throughput_compile"
+STEPS=${SUITE_STEPS:-$ALL_STEPS}
 for s in $STEPS; do
-    case $s in gpu_checks|overhead|speedrun|throughput|throughput_compile) ;;
-    *) echo "gpu_suite.sh: unknown step '$s' in SUITE_STEPS (gpu_checks overhead speedrun throughput throughput_compile)" >&2; exit 2 ;;
-    esac
+    [[ " $ALL_STEPS " == *" $s "* ]] || { echo "gpu_suite.sh: unknown step '$s' in SUITE_STEPS ($ALL_STEPS)" >&2; exit 2; }
 done
 RESERVE=15          # seconds kept back at the end: timeout's kill grace, moving files, the summary
 MIN_STEP=10         # a step with less time than this left is not started
@@ -146,14 +156,16 @@ if [[ $TINY == 1 ]]; then
 c = ['circle', 'square', 'triangle']
 shapes(40, classes=c, size=32, seed=0, dest=sys.argv[1] + '/train'); shapes(10, classes=c, size=32, seed=1, dest=sys.argv[1] + '/test')" "$TINYDATA" 2>&1 | tee -a "$LOG" \
         || say "warning: could not write the synthetic shapes; the steps that need them will fail"
-    GPU_CHECKS_ARGS=(--epochs 2 --size 16 --lr-steps 20 --n-predict 10 --min-accuracy 0.5)
+    GPU_CHECKS_ARGS=(--deterministic --epochs 2 --size 16 --lr-steps 20 --n-predict 10 --min-accuracy 0.5)
+    NONDET_ARGS=(--checks train resume --epochs 2 --size 16 --min-accuracy 0.5)
     OVERHEAD_ARGS=(--data digits --bs 64 --repeats 1)
     SPEEDRUN_ARGS=(--data "$TINYDATA" --budget 3 --bs 32 --widths 8 16 16)
     THROUGHPUT_ARGS=(--data "$TINYDATA" --arch resnet18 --size 32 --bs 8 --batches 2 --warmup 1 --workers 2)
     COMPILE_ARGS=("${THROUGHPUT_ARGS[@]}" --modes fp32+cl+compile --skip-fastai)
 else
     HYM="$DATA/hymenoptera.tar"; [[ -e $HYM ]] || HYM="$DATA/hymenoptera-train.tar"
-    GPU_CHECKS_ARGS=(--epochs 5 --size 32)
+    GPU_CHECKS_ARGS=(--deterministic --epochs 5 --size 32)
+    NONDET_ARGS=(--checks train resume --epochs 3 --size 32 --min-accuracy 0.8)
     OVERHEAD_ARGS=(--data cifar10 --n 10000 --bs 256 --repeats 3)
     SPEEDRUN_ARGS=(--data "$DATA/cifar10-jpg.tar.gz" --runs 3 --epochs 10)
     THROUGHPUT_ARGS=(--data "$HYM" --arch resnet50 --size 224 --bs 128 --batches 30 --warmup 5)
@@ -168,11 +180,23 @@ fi
 
 # ---------------------------------------------------------------- the steps
 THROUGHPUT_OK=0
-for step in gpu_checks overhead speedrun throughput throughput_compile; do
+for step in $ALL_STEPS; do
     wants "$step" || continue
     case $step in
-    gpu_checks) run_step gpu_checks 75 "$OUT/gpu_checks-$TAG.json" "" \
+    gpu_checks) run_step gpu_checks 150 "$OUT/gpu_checks-$TAG.json" "" \
                     "$PYTHON" benchmarks/gpu_checks.py --device "$DEVICE" "${GPU_CHECKS_ARGS[@]}" ;;
+    gpu_checks_nondeterministic)
+                run_step gpu_checks_nondeterministic 90 "$OUT/gpu_checks_nondeterministic-$TAG.json" "" \
+                    "$PYTHON" benchmarks/gpu_checks.py --device "$DEVICE" "${NONDET_ARGS[@]}" ;;
+    cuda_notebooks)
+        if [[ $TAG != cuda ]]; then
+            record cuda_notebooks skipped 0 0 "the #| cuda notebook cells need CUDA; on $TAG they are not run"
+            continue
+        fi
+        cap=${SUITE_TIMEOUT_cuda_notebooks:-150}
+        left=$(( BUDGET - (SECONDS - START) - RESERVE )); (( left < cap )) && cap=$left
+        run_step cuda_notebooks 150 "$OUT/cuda_notebooks-$TAG.json" "" \
+            "$PYTHON" benchmarks/cuda_notebooks.py --flag cuda --workers 2 --timeout $(( cap > 20 ? cap - 10 : 10 )) ;;
     overhead)   run_step overhead 90 "$OUT/overhead-$TAG.json" "" \
                     "$PYTHON" -c "$OVERHEAD_PY" "$DATA" --device "$DEVICE" "${OVERHEAD_ARGS[@]}" ;;
     speedrun)   run_step speedrun 120 "$OUT/speedrun-$TAG.json" "$AIRBENCH_NOTE" \

@@ -18,10 +18,11 @@ from .core import *
 from .callbacks import unwrap_model
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'optimizer_state', 'load_optimizer_state', 'callback_states', 'load_callback_states', 'training_state',
-           'CheckpointFolder', 'StopRequest', 'SkipResumedBatches', 'Checkpointing', 'TrainPhase', 'one_cycle_phases',
-           'fine_tune_phases', 'TrainingInterrupted', 'run_phases']
+__all__ = ['CHECKPOINT_FORMAT', 'WRITE_CHUNK', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'optimizer_state', 'load_optimizer_state', 'scaler_state', 'load_scaler_state',
+           'callback_states', 'load_callback_states', 'training_state', 'CheckpointFolder', 'StopRequest',
+           'SkipResumedBatches', 'Checkpointing', 'TrainPhase', 'one_cycle_phases', 'fine_tune_phases',
+           'TrainingInterrupted', 'run_phases']
 
 # %% ../nbs/05c_checkpoint.ipynb #4fb66a48
 CHECKPOINT_FORMAT = 1                      # the layout of the state inside a checkpoint file
@@ -64,14 +65,23 @@ def _digest(tensors:dict)->str:
         if t.numel(): h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
-def save_checkpoint(state:dict, path:str|Path)->Path:
-    "Write `state` (tensors, arrays, numbers, text, lists, dicts) to one safetensors file, atomically."
+WRITE_CHUNK = 1 << 24                      # bytes written (and flushed) at a time: 16 MiB
+
+def save_checkpoint(
+    state:dict,                            # tensors, arrays, numbers, text, lists and dicts
+    path:str|Path,                         # the file to write
+    progress:Callable|None=None,           # called as `progress(written, total)` after each chunk reaches the file
+)->Path:
+    "Write `state` to one safetensors file, atomically: a temporary file, flushed chunk by chunk, fsynced, then renamed."
     tensors = {}
     meta = _pack(state, tensors, "s")
     header = {"cvkit_checkpoint": json.dumps({"format": CHECKPOINT_FORMAT, "state": meta, "sha256": _digest(tensors)})}
-    data = save_safetensors(tensors, metadata=header)
+    data = memoryview(save_safetensors(tensors, metadata=header))
     with atomic_write(path) as f:
-        f.write(data); f.flush(); os.fsync(f.fileno())
+        for start in range(0, len(data), WRITE_CHUNK):
+            f.write(data[start:start + WRITE_CHUNK]); f.flush()
+            if progress is not None: progress(min(start + WRITE_CHUNK, len(data)), len(data))
+        os.fsync(f.fileno())
     return Path(path)
 
 def load_checkpoint(path:str|Path)->dict:
@@ -131,6 +141,22 @@ def load_optimizer_state(learn, sd:dict):
     states = [{k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()} for p, s in zip(params, sd["state"])]
     learn.opt.load_state_dict({"state": states, "hypers": [dict(h) for h in sd["hypers"]]})
 
+# %% ../nbs/05c_checkpoint.ipynb #5ca1e002
+def scaler_state(learn)->dict|None:
+    "The state of `learn`'s fp16 gradient scaler (scale, growth tracker, factors), or None when no loss scaling is in use (fp32, bf16)."
+    scaler = getattr(learn, "scaler", None)
+    return scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
+
+def load_scaler_state(learn, state:dict|None):
+    "Put a `scaler_state` back into `learn`'s gradient scaler; a warning says when the checkpoint and the run disagree on loss scaling."
+    scaler = getattr(learn, "scaler", None)
+    scaling, state = scaler is not None and scaler.is_enabled(), state or None      # ({}: a disabled scaler's state_dict)
+    if scaling and state is not None: scaler.load_state_dict(state)
+    elif scaling: log.warning("the checkpoint has no gradient scaler state (it was not written by fp16 training): the loss scale "
+                              "starts afresh, so the resumed run will not equal the interrupted one; resume with the precision it was trained in")
+    elif state is not None: log.warning("the checkpoint holds an fp16 gradient scaler's state, but this run does not scale the loss "
+                                        "(not fp16): ignored, so the resumed run will not equal the interrupted one; resume with --precision fp16")
+
 # %% ../nbs/05c_checkpoint.ipynb #a66a2dbe
 def _callback_key(cb)->str: return type(cb).__name__
 
@@ -160,9 +186,8 @@ def _load_smooth_loss(learn, state:dict):
 
 def training_state(learn, position:dict, rng:dict|None=None, **extra)->dict:
     "Everything needed to continue training `learn` exactly at `position` (phase, epoch, batch)."
-    scaler = getattr(learn, "scaler", None)
     return {"position": dict(position), "model": unwrap_model(learn.model).state_dict(), "optimizer": optimizer_state(learn),
-            "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng if rng is not None else rng_state(learn.dls),
+            "scaler": scaler_state(learn), "rng": rng if rng is not None else rng_state(learn.dls),
             "smooth_loss": _smooth_loss_state(learn), "callbacks": callback_states(learn), **extra}
 
 # %% ../nbs/05c_checkpoint.ipynb #90019659
@@ -177,11 +202,11 @@ class CheckpointFolder:
         if not self.folder.is_dir(): return []
         found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := self.pattern.match(p.name))]
         return [p for _, p in sorted(found)]
-    def save(self, state:dict)->Path:
-        "Write `state` as the next checkpoint, then delete all but the newest `keep`."
+    def save(self, state:dict, progress:Callable|None=None)->Path:
+        "Write `state` as the next checkpoint (`progress` as in `save_checkpoint`), then delete all but the newest `keep`."
         paths = self.paths()
         n = int(self.pattern.match(paths[-1].name).group(1)) + 1 if paths else 1
-        path = save_checkpoint(state, self.folder/f"checkpoint-{n:05d}.safetensors")
+        path = save_checkpoint(state, self.folder/f"checkpoint-{n:05d}.safetensors", progress)
         for old in self.paths()[:-self.keep]: old.unlink(missing_ok=True)
         for tmp in self.folder.glob(".checkpoint-*.tmp"):        # left by a write that was killed
             if tmp.stat().st_mtime < path.stat().st_mtime - 1: tmp.unlink(missing_ok=True)
@@ -256,7 +281,7 @@ class Checkpointing(Callback):
         pos, r = self.resume["position"], self.resume
         if self.new_fit: set_rng_state(r["rng"], self.dls); self.skip = 0; return
         load_callback_states(self.learn, r["callbacks"])
-        if r.get("scaler") and getattr(self.learn, "scaler", None) is not None: self.learn.scaler.load_state_dict(r["scaler"])
+        load_scaler_state(self.learn, r.get("scaler"))
         self.skip = pos["batch"]
         set_rng_state(r["rng_epoch"] if self.skip else r["rng"], self.dls)
         if not self.skip: _load_smooth_loss(self.learn, r["smooth_loss"])

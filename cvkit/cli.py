@@ -76,7 +76,7 @@ def _parser()->argparse.ArgumentParser:
                    "(its --out folder), with the settings it was started with; the result equals an uninterrupted run")
     t.add_argument("--checkpoints", type=int, default=2, metavar="N", help="keep the newest N checkpoints in OUT/checkpoints, "
                    "one written per epoch and on Ctrl-C/SIGTERM (0: none; default: %(default)s)")
-    t.add_argument("--deterministic", action="store_true", help="deterministic algorithms only: bit-identical reruns and resumes on GPUs too (slower there)")
+    t.add_argument("--deterministic", action="store_true", help="deterministic algorithms wherever torch has them (slower on GPUs): a rerun or resume on the same machine, software and CPU thread count gives bit-identical weights and metrics. On a GPU torch warns about operations with no deterministic kernel; in cvkit's own networks these repeat anyway, except simple_cnn's pooling at image sizes that are not multiples of 16")
     t.add_argument("--processes", type=int, default=1, metavar="N", help="train data-parallel on N processes of this machine "
                    "(CPU: gloo, each with its share of the cores; GPUs: one per GPU); --bs stays the global batch. "
                    "Several machines: accelerate launch -m cvkit train ...")
