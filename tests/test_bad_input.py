@@ -1,13 +1,13 @@
 """Bad input: broken image files are reported and skipped; unusable data stops with a one-line error (exit 1)."""
 from __future__ import annotations
-import csv, re, shutil, tarfile, zipfile
+import csv, os, re, shutil, subprocess, sys, tarfile, zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conftest import (FAST, SHAPE_CLASSES, check_metrics_consistent, check_one_line_error, check_outputs,
-                      cli_env, copy_classes, error_lines, image_files, jpeg_bytes, run_cli)
+from conftest import (CVKIT, FAST, SHAPE_CLASSES, check_metrics_consistent, check_one_line_error, check_outputs,
+                      cli_env, copy_classes, error_lines, image_files, jpeg_bytes, read_metrics, run_cli)
 
 
 # ---------------------------------------------------------------- the acceptance case: broken files are skipped
@@ -378,16 +378,42 @@ def test_csv_as_spreadsheets_write_it(hostile_runs):
     assert m["n_train"] + m["n_valid"] == 16, "the repeated row is used once"
 
 
-@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="running as root: file permissions do not stop root from reading")
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24    # <linux/capability.h>, <linux/prctl.h>
+
+
+def _without_root_file_access():
+    """In the child, before it runs the command: drop the two capabilities that let root read and list anything from
+    the bounding set, so the command runs as root still but file permissions bind it as they bind any user."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0): raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def _run_as_user(*args, cwd:Path) -> tuple[int, str, str]:
+    "`run_cli`, with file permissions applied to it even when the tests run as root."
+    p = subprocess.run([str(CVKIT), *map(str, args)], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=600,
+                       stdin=subprocess.DEVNULL, preexec_fn=_without_root_file_access if os.geteuid() == 0 else None)
+    return p.returncode, p.stdout, p.stderr
+
+
 def test_unreadable_file_and_folder(shapes_dir, tmp_path):
+    "A file that cannot be read is skipped and named with the reason; a class folder that cannot be listed is an error."
     data = copy_classes(shapes_dir, tmp_path/"data", limit=6)
     locked = image_files(data/"circle")[0]; locked.chmod(0)
-    rc, stdout, stderr = run_cli("train", data, *FAST, "--out", tmp_path/"out", cwd=tmp_path)
-    assert rc == 0 and "Traceback" not in stderr, stderr
-    n, total, entries = _parse_skipped(stderr)
-    assert "permission denied" in entries[str(locked)]
-    (data/"square").chmod(0)
+    probe = f"open({str(locked)!r}, 'rb')"
+    try: r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            preexec_fn=_without_root_file_access if os.geteuid() == 0 else None)
+    except subprocess.SubprocessError as e: pytest.skip(f"running as root, and root's file access cannot be limited here: {e}")
+    assert "PermissionError" in r.stderr, f"a file with mode 000 could be read: the case below would test nothing\n{r.stderr}"
     try:
-        rc, stdout, stderr = run_cli("train", data, *FAST, "--out", tmp_path/"out2", cwd=tmp_path)
+        rc, stdout, stderr = _run_as_user("train", data, *FAST, "--out", tmp_path/"out", cwd=tmp_path)
+        assert rc == 0 and "Traceback" not in stderr, stderr
+        n, total, entries = _parse_skipped(stderr)
+        assert (n, total) == (1, 18) and set(entries) == {str(locked)}, stderr
+        assert entries[str(locked)].startswith("cannot read the file (permission denied)"), entries
+        assert read_metrics(tmp_path/"out")["n_train"] + read_metrics(tmp_path/"out")["n_valid"] == 17
+        (data/"square").chmod(0)
+        rc, stdout, stderr = _run_as_user("train", data, *FAST, "--out", tmp_path/"out2", cwd=tmp_path)
         check_one_line_error(rc, stdout, stderr, "square cannot be read (permission denied)")
     finally: (data/"square").chmod(0o755); locked.chmod(0o644)
