@@ -15,7 +15,15 @@ flags on untouched real photos, and how well `label_issues` finds flipped labels
    cleanvision's `Imagelab` with its default thresholds and imagededup's perceptual hash, with precision, recall
    and time beside cvkit's.
 3. **Untouched real photos**: the audit of the ants-and-bees photos (`hymenoptera.tar`) as shipped: every finding.
-4. **Label noise**: `--flip` of the labels moved to a wrong class, then `label_issues`:
+4. **Blurred photos** (`--parts blur`): the ants-and-bees photos and the playing-card photos, each downscaled to
+   at most `--blur-sizes` px (128, 256 and 512 by default; `audit` decodes at most 256 px), with `--blur-share`
+   of them *replaced* by strongly blurred copies (Gaussian radius 6 px at 128 px, scaled with the size: what a
+   person calls obviously blurred) and as many by moderately blurred ones (radius 2 px at 128 px), saved as JPEG
+   (quality 90). The originals are gone, so the check has to judge blur, not pairs. Precision (flagged photos that
+   were blurred, either strength), recall of each strength, and milliseconds per image, of the whole audit (the
+   fastest of `--blur-repeats` alternated runs) and of the sharpness measures alone: before (the Laplacian
+   sharpness alone) and now (or the re-blur sharpness), on the same folders in one run.
+5. **Label noise**: `--flip` of the labels moved to a wrong class, then `label_issues`:
    - digits: out-of-fold probabilities from `cross_validate` of the default config (small_resnet, 5 folds);
    - a CIFAR-10 *test* subset (`--n` images; the bundled backbone never saw them): out-of-fold probabilities of a
      logistic regression on its embeddings (scikit-learn `cross_val_predict`, 5 stratified folds), and with
@@ -24,6 +32,8 @@ flags on untouched real photos, and how well `label_issues` finds flipped labels
    k most suspicious (k = the number flipped), and how often the suggested label is the true one.
 
     python benchmarks/audit.py [--n 3000] [--flip 0.05] [--parts planted,photos,libraries,labels] [--cifar-cnn] [--json benchmarks/results/audit-cpu.json]
+    python benchmarks/audit.py --parts blur [--blur-sizes 128,256,512] [--blur-share 0.1] [--blur-limit 0] --json benchmarks/results/audit-photos-cpu.json
+    python benchmarks/audit.py --parts planted,photos --merge --json benchmarks/results/audit-cpu.json   # rerun parts, keep the others
 """
 import argparse, datetime, io, platform, shutil, tempfile, time, warnings
 warnings.filterwarnings("ignore")
@@ -206,6 +216,105 @@ def part_photos(a)->dict:
             "findings": found.to_dict(orient="records")}
 
 
+PHOTO_SETS = {"hymenoptera": "hymenoptera.tar", "pinochle_cards": "pinochle_cards.tar.gz"}
+
+
+def photo_files(name:str)->list[tuple[Path,str]]:
+    "The photos of one shared set with a class each: ants/bees by folder; cards by the rank of the first card listed."
+    from cvkit.datasets import extract_archive
+    archive = SHARED/PHOTO_SETS[name]
+    if not archive.is_file(): raise SystemExit(f"this benchmark needs {archive} (../shared/data beside the repository)")
+    root = extract_archive(archive)
+    jpegs = lambda folder: sorted(f for f in folder.rglob("*") if f.suffix.lower() in (".jpg", ".jpeg"))
+    if name == "hymenoptera": return [(f, f.parent.name) for f in jpegs(root)]
+    first = pd.read_csv(root/"labels.csv").drop_duplicates("filename").set_index("filename")["class"]
+    return [(f, first[f.name]) for f in jpegs(root/"images")]
+
+
+def no_reblur(gray:np.ndarray)->float: return float("nan")   # "before": only the Laplacian sharpness judged blur
+
+
+def blur_set(name:str, size:int, dest:Path, a, rng)->dict:
+    "A folder per class of one set's photos at most `size` px, a share replaced by strongly and by moderately blurred copies."
+    photos = photo_files(name)
+    if a.blur_limit: photos = [photos[i] for i in np.linspace(0, len(photos) - 1, min(a.blur_limit, len(photos))).round().astype(int)]
+    order = rng.permutation(len(photos)); k = max(1, round(len(photos)*a.blur_share))
+    kind = {int(i): "strong" for i in order[:k]} | {int(i): "moderate" for i in order[k:2*k]}
+    radius = {"strong": 6*size/128, "moderate": 2*size/128}   # Gaussian radius in px: 6 and 2 at 128 px, scaled with the size
+    truth = {"strong": [], "moderate": []}
+    for i, (f, cls) in enumerate(photos):
+        with Image.open(f) as im:
+            im.draft("RGB", (size, size)); im = im.convert("RGB"); im.thumbnail((size, size), Image.LANCZOS)
+        if i in kind: im = im.filter(ImageFilter.GaussianBlur(radius[kind[i]]))
+        out = dest/cls/f"{i:04d}_{f.stem}.jpg"; out.parent.mkdir(parents=True, exist_ok=True); im.save(out, quality=90)
+        if i in kind: truth[kind[i]].append(str(out))
+    return truth | {"radius": radius, "n_images": len(photos)}
+
+
+def scan_gray(f:Path)->np.ndarray:
+    "The grey image `audit` measures sharpness on (decoded as `scan_image` decodes, at most 256 px)."
+    with Image.open(f) as im:
+        im.draft("RGB", (256, 256)); im = im.convert("RGB"); im.thumbnail((256, 256), Image.BILINEAR)
+        return np.asarray(im, np.float32)/255 @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def timed(fn, grays:list)->float:
+    "Milliseconds per image of `fn` over `grays`."
+    t0 = time.perf_counter()
+    for g in grays: fn(g)
+    return (time.perf_counter() - t0)/len(grays)*1000
+
+
+def score_blur(report, truth:dict, seconds:float)->dict:
+    found = set(map(str, report.of("blurry")["file"]))
+    strong, moderate = set(truth["strong"]), set(truth["moderate"])
+    hits = len(found & (strong | moderate))
+    return {"found": len(found), "strong_planted": len(strong), "strong_found": len(found & strong),
+            "moderate_planted": len(moderate), "moderate_found": len(found & moderate), "untouched_found": len(found) - hits,
+            "precision": hits/len(found) if found else float("nan"), "recall_strong": len(found & strong)/len(strong),
+            "recall_moderate": len(found & moderate)/len(moderate) if moderate else float("nan"),
+            "seconds": seconds, "ms_per_image": seconds/len(report.images)*1000}
+
+
+def part_blur(a)->dict:
+    "Blurred photos among real ones: the blur check before (Laplacian sharpness) and now, on the same folders, side by side."
+    import cvkit.audit as audit_module
+    from cvkit.audit import AuditThresholds
+    work = Path(tempfile.mkdtemp(prefix="cvkit-audit-blur-"))
+    sizes = [int(s) for s in str(a.blur_sizes).split(",")]
+    out, rows = {}, []
+    now_measure = audit_module.reblur_sharpness
+    for k, name in enumerate(PHOTO_SETS):
+        for size in sizes:
+            root = work/f"{name}-{size}"
+            truth = blur_set(name, size, root, a, np.random.default_rng((a.seed, k, size)))   # the same picks whatever else runs
+            for f in root.rglob("*.jpg"): f.read_bytes()    # both runs find the files in the page cache
+            reports, seconds = {}, {"before": [], "now": []}
+            for _ in range(a.blur_repeats):                # alternated, the fastest of each kept: a busy machine slows both alike
+                for when, measure in (("before", no_reblur), ("now", now_measure)):
+                    audit_module.reblur_sharpness = measure
+                    try:
+                        t0 = time.perf_counter(); reports[when] = audit(root); seconds[when].append(time.perf_counter() - t0)
+                    finally: audit_module.reblur_sharpness = now_measure
+            grays = [scan_gray(f) for f in sorted(root.rglob("*.jpg"))[:50]]
+            ms = {fn.__name__: min(timed(fn, grays) for _ in range(3)) for fn in (audit_module.sharpness, now_measure)}
+            res = {when: score_blur(reports[when], truth, min(seconds[when])) for when in reports}
+            res["before"]["measure_ms_per_image"] = ms["sharpness"]; res["now"]["measure_ms_per_image"] = ms["sharpness"] + ms["reblur_sharpness"]
+            for when in res: rows.append({"set": name, "size": size, "measure": when, "n_images": truth["n_images"]} | res[when])
+            out.setdefault(name, {})[str(size)] = {"n_images": truth["n_images"], "radius": truth["radius"], "decoded_size": list(grays[0].shape)} | res
+            shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    print(f"\n## blurred photos: {a.blur_share:.0%} of each set replaced by strongly blurred copies (Gaussian radius 6 px at 128 px, "
+          f"scaled with the size), {a.blur_share:.0%} by moderately blurred ones (radius 2 px at 128 px); before = the Laplacian sharpness alone, now = or the re-blur sharpness")
+    print(table[["set", "size", "measure", "n_images", "found", "precision", "recall_strong", "recall_moderate", "untouched_found", "ms_per_image", "measure_ms_per_image"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    t = AuditThresholds()
+    return {"share": a.blur_share, "sizes": sizes, "before": "the Laplacian sharpness alone (blurry_z, blurry_ratio)",
+            "now": "the Laplacian sharpness, or the re-blur sharpness (reblur_z, reblur_ratio)",
+            "thresholds": {k: getattr(t, k) for k in ("blurry_z", "blurry_ratio", "reblur_z", "reblur_ratio")}, "sets": out}
+
+
 def flip_labels(src:Path, dest:Path, share:float, rng)->dict:
     "Copy a class-folder dataset, moving `share` of the images into a random other class; return {new path: true class}."
     shutil.copytree(src, dest)
@@ -287,8 +396,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=3000, help="CIFAR-10 images for the planted and the label-noise parts (default: %(default)s)")
     ap.add_argument("--flip", type=float, default=0.05, help="share of labels flipped (default: %(default)s)")
-    ap.add_argument("--parts", default="planted,photos,libraries,labels")
+    ap.add_argument("--parts", default="planted,photos,blur,libraries,labels")
     ap.add_argument("--cifar-cnn", action="store_true", help="also cross-validate a fine-tuned CNN on the CIFAR-10 label-noise set (about 3 minutes)")
+    ap.add_argument("--blur-sizes", default="128,256,512", help="longest sides of the blurred-photo sets (default: %(default)s)")
+    ap.add_argument("--blur-share", type=float, default=0.1, help="share of each photo set blurred strongly, and again moderately (default: %(default)s)")
+    ap.add_argument("--blur-limit", type=int, default=0, help="photos per set, spread over the set (default: all)")
+    ap.add_argument("--blur-repeats", type=int, default=2, help="audits of each blurred-photo set, before and now alternated; the fastest counts (default: %(default)s)")
+    ap.add_argument("--merge", action="store_true", help="keep the parts of an existing --json that were not run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
@@ -298,10 +412,17 @@ def main():
            "machine": f"{platform.processor() or platform.machine()} ({__import__('os').cpu_count()} threads)", "device": "cpu",
            "args": {k: str(v) for k, v in vars(a).items()}}
     t0 = time.perf_counter()
-    for name, fn in (("planted", part_planted), ("photos", part_photos), ("libraries", part_libraries), ("labels", part_labels)):
+    known = {"planted": part_planted, "photos": part_photos, "blur": part_blur, "libraries": part_libraries, "labels": part_labels}
+    unknown = [p for p in parts if p not in known]
+    if unknown: raise SystemExit(f"unknown parts {unknown}; the parts are {', '.join(known)}")
+    for name, fn in known.items():
         if name in parts: res[name] = fn(a)
     res["total_seconds"] = time.perf_counter() - t0
     print(f"\ntotal {res['total_seconds']:.0f} s")
+    if a.merge and a.json and a.json.is_file():           # the parts not run keep their figures; each run is listed
+        old = __import__("json").loads(a.json.read_text())
+        runs = old.pop("runs", None) or [{k: old.get(k) for k in ("date", "cvkit", "args", "total_seconds")} | {"parts": (old.get("args") or {}).get("parts")}]
+        res = old | {k: v for k, v in res.items() if k in known} | {"runs": runs + [{k: res[k] for k in ("date", "cvkit", "args", "total_seconds")} | {"parts": a.parts}]}
     if a.json: save_json(res, a.json); print(f"wrote {a.json}")
 
 

@@ -20,8 +20,8 @@ from .cleaner import CleaningPlan
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['CHECKS', 'FORMAT_EXTENSIONS', 'THUMB', 'DELETABLE', 'AuditThresholds', 'sharpness', 'scan_image', 'scan_images',
-           'fingerprints', 'near_duplicate_pairs', 'AuditReport', 'data_root', 'audit']
+__all__ = ['CHECKS', 'FORMAT_EXTENSIONS', 'THUMB', 'DELETABLE', 'AuditThresholds', 'sharpness', 'reblur_sharpness', 'scan_image',
+           'scan_images', 'fingerprints', 'near_duplicate_pairs', 'AuditReport', 'data_root', 'audit']
 
 # %% ../nbs/12b_audit.ipynb #79e520a6
 CHECKS = {
@@ -49,6 +49,8 @@ class AuditThresholds:
     candidate:float = 0.85         # correlation of 8-px thumbnails above which a pair is compared closely
     blurry_z:float = 3.0           # flag sharpness this many (robust) deviations below the set's median ...
     blurry_ratio:float = 0.6       # ... and below this share of the median
+    reblur_z:float = 3.0           # or re-blur sharpness this many (robust) deviations below the set's median ...
+    reblur_ratio:float = 0.5       # ... and below this share of the median
     dark:float = 0.25              # flag if the brightest 5 % of pixels are darker than this (0 black - 1 white)
     bright:float = 0.9             # flag if the darkest 5 % of pixels are lighter than this
     low_information:float = 0.03   # flag if no colour channel's standard deviation reaches this (0-1; scaled by brightness/0.5)
@@ -66,6 +68,12 @@ def sharpness(gray:np.ndarray)->float:
     "How sharp a grey image (2-D, 0-1) is: Laplacian spread over gradient spread, independent of contrast."
     gradient = np.hypot(ndimage.sobel(gray, 0), ndimage.sobel(gray, 1))
     return float(ndimage.laplace(gray).std()/(gradient.std() + 1e-6))
+
+# %% ../nbs/12b_audit.ipynb #c3a1b7e2
+def reblur_sharpness(gray:np.ndarray)->float:
+    "How sharp a grey image (2-D, 0-1) is by what a re-blur takes away: 1 - scikit-image's `blur_effect` (0 blurred, 1 sharp)."
+    from skimage.measure import blur_effect
+    with np.errstate(divide="ignore", invalid="ignore"): return float(1 - blur_effect(gray))
 
 # %% ../nbs/12b_audit.ipynb #7f56e158
 THUMB = 32   # side of the grey thumbnail duplicates are compared with
@@ -92,6 +100,7 @@ def scan_image(
     p05, p95 = np.percentile(gray, [5, 95])
     row |= {"brightness": float(gray.mean()), "p05": float(p05), "p95": float(p95), "contrast": float(gray.std()),
             "variation": float(a.reshape(-1, 3).std(0).max()), "sharpness": sharpness(gray) if min(gray.shape) >= 8 else float("nan"),
+            "reblur": reblur_sharpness(gray) if min(gray.shape) >= 8 else float("nan"),
             "colour_spread": float((a.max(2) - a.min(2)).mean())}
     thumb = np.asarray(Image.fromarray(np.uint8(gray*255 + 0.5)).resize((THUMB, THUMB), Image.BILINEAR))
     return row, thumb
@@ -182,8 +191,10 @@ def _pixel_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
     ok = images[images["error"].isna()]
     out = []
     flat = _is_flat(ok, t)
-    sharp = ok["sharpness"].where(~flat)
-    z, ratio = pd.Series(_robust_z(np.log(sharp.clip(lower=1e-6))), index=ok.index), sharp/sharp.median()
+    def relative(col):                                # each image against the set: robust z of the log, and share of the median
+        v = ok[col].where(~flat)
+        return pd.Series(_robust_z(np.log(v.clip(lower=1e-6))), index=ok.index), v/v.median()
+    z, ratio = relative("sharpness"); zr, ratio_r = relative("reblur")
     gray = (ok["colour_spread"] < t.grayscale) | ok["mode"].isin(["1", "L", "LA", "I", "I;16", "F"])
     colour_set = gray.mean() < 0.5
     for i, r in ok.iterrows():
@@ -192,6 +203,8 @@ def _pixel_checks(images:pd.DataFrame, t:AuditThresholds)->list[dict]:
         if flat[i]: out.append(_finding("low_information", r, 1 - r["variation"]/t.low_information, f"no colour channel varies by more than {r['variation']:.3f} (standard deviation, 0-1)"))
         elif z[i] < -t.blurry_z and ratio[i] < t.blurry_ratio:
             out.append(_finding("blurry", r, -z[i], f"sharpness {ratio[i]:.0%} of the set's median ({-z[i]:.1f} deviations below it)"))
+        elif zr[i] < -t.reblur_z and ratio_r[i] < t.reblur_ratio:
+            out.append(_finding("blurry", r, -zr[i], f"a re-blur changes it little: sharpness {ratio_r[i]:.0%} of the set's median by that measure ({-zr[i]:.1f} deviations below it)"))
         if colour_set and gray[i]: out.append(_finding("grayscale", r, 1 - r["colour_spread"]/t.grayscale if t.grayscale else 1,
                                                          f"{'mode ' + r['mode'] if r['mode'] != 'RGB' else 'no colour'} in a colour dataset"))
     return out
