@@ -2,7 +2,7 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: venv browser demo test test-notebooks test-pytest check-export lab bench figures clean
+.PHONY: venv browser demo test test-slow test-notebooks test-pytest check-export lab bench figures clean
 
 venv:
 	@bash tools/venv.sh
@@ -18,11 +18,16 @@ demo: venv
 ## Everything CI runs: exported code in sync with the notebooks, every notebook, pytest.
 test: venv check-export test-notebooks test-pytest
 
+## The cells flagged `#| slow` (longer searches, retraining the bundled backbones): every notebook that has some, with them.
+SLOW_NOTEBOOKS = $(shell grep -l '"\#| slow' nbs/*.ipynb nbs/tutorials/*.ipynb)
+test-slow: venv
+	@for nb in $(SLOW_NOTEBOOKS); do echo "== $$nb (with its #| slow cells)"; $(BIN)/nbdev-test --flags slow --timing $$nb || exit 1; done
+
 check-export: venv
 	@bash tools/check_export.sh
 
 test-notebooks: venv
-	$(BIN)/nbdev-test --n-workers 2
+	$(BIN)/nbdev-test --n-workers 2 --timing
 
 ## pytest runs its test files on PYTEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures).
 PYTEST_WORKERS ?= 2

@@ -68,6 +68,8 @@ def part_search(a)->dict:
         tr = res.trials()
         runs[pruner] = {"best_accuracy": res.best_value, "default_accuracy": res.default_value, "best_params": res.best_params,
                         "epochs_trained": res.epochs_trained, "pruned": int((tr["state"] == "pruned").sum()),
+                        "trials": [{"state": s, "accuracy": acc, "default": bool(d)}
+                                   for s, acc, d in zip(tr["state"], tr["accuracy"], tr["default"])],
                         "seconds": time.perf_counter() - t}
         print(f"\n## search, pruner {pruner}: {res.summary()} ({runs[pruner]['seconds']:.0f} s)", flush=True)
     savings = {p: 1 - runs[p]["epochs_trained"]/runs["none"]["epochs_trained"] for p in runs if p != "none"}

@@ -127,7 +127,10 @@ def test_experiments_smoke(tmp_path):
     assert set(s["runs"]) == {"median", "none"} and all(r["epochs_trained"] > 0 for r in s["runs"].values())
     assert s["epoch_savings"]["median"] == pytest.approx(1 - s["runs"]["median"]["epochs_trained"]/s["runs"]["none"]["epochs_trained"])
     assert s["runs"]["none"]["default_accuracy"] is not None                  # the default config (4 epochs) fits the space: trial 0
-    assert s["runs"]["none"]["best_accuracy"] >= s["runs"]["none"]["default_accuracy"]
+    trials = s["runs"]["none"]["trials"]
+    assert trials[0]["default"] and sum(t["default"] for t in trials) == 1       # the default config is the first trial, once
+    assert s["runs"]["none"]["default_accuracy"] == trials[0]["accuracy"]
+    assert s["runs"]["none"]["best_accuracy"] == max(t["accuracy"] for t in trials if t["state"] == "complete")
     assert res["device"] and res["date"]
 
 

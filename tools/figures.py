@@ -99,6 +99,14 @@ def _bias_lr(d:dict) -> str:
 def _params(d:dict) -> str: return f"{d['parameters']/1e6:.1f} M"
 
 
+def _blur_rows(d:dict) -> list[dict]: return [r for sizes in d["blur"]["sets"].values() for r in sizes.values()]
+def _blur_range(d:dict, when:str, key:str) -> str:
+    "The range over the photo sets and sizes of a blur-benchmark figure, as percentages."
+    v = [r[when][key] for r in _blur_rows(d)]
+    lo, hi = round(100*min(v)), round(100*max(v))
+    return f"{lo} %" if lo == hi else f"{lo}–{hi} %"
+
+
 FIGURES: dict[str, Fig] = {
     # benchmarks/quickstart.py: time to the target accuracy on the digits, cvkit beside plain fastai
     "quickstart.target": Fig("quickstart-cpu.json", lambda d: pct(d["target"])),
@@ -165,6 +173,11 @@ FIGURES: dict[str, Fig] = {
     "audit.label_flip": Fig("audit-cpu.json", lambda d: f"{float(d['args']['flip']):.0%}".replace("%", " %"), "labels"),
     "audit.label_issues_precision": Fig("audit-cpu.json", lambda d: f"{_label_issues(d)['precision']:.2f}", "labels"),
     "audit.label_issues_recall": Fig("audit-cpu.json", lambda d: f"{_label_issues(d)['recall']:.2f}", "labels"),
+    # benchmarks/audit.py --parts blur: strongly blurred copies planted among real photos (ants/bees, cards)
+    "audit.blur_sizes": Fig("audit-photos-cpu.json", lambda d: " to ".join(f"{s}" for s in (min(d["blur"]["sizes"]), max(d["blur"]["sizes"]))) + " px", "blur"),
+    "audit.blur_recall_before": Fig("audit-photos-cpu.json", lambda d: _blur_range(d, "before", "recall_strong"), "blur"),
+    "audit.blur_recall_now": Fig("audit-photos-cpu.json", lambda d: _blur_range(d, "now", "recall_strong"), "blur"),
+    "audit.blur_precision_now": Fig("audit-photos-cpu.json", lambda d: f"{min(r['now']['precision'] for r in _blur_rows(d)):.2f}", "blur"),
     # benchmarks/scaling.py: resume after SIGKILL, checkpoint cost, two processes against one
     "scaling.epochs": Fig("scaling-cpu.json", lambda d: str(d["args"]["epochs"])),
     "scaling.cores": Fig("scaling-cpu.json", lambda d: str(d["cpu_count"])),
