@@ -24,9 +24,10 @@ from .checkpoint import (CheckpointFolder, CheckpointError, TrainingInterrupted,
 from .distributed import data_parallel, process_device, per_process_batch, process_logging
 
 # %% auto #0
-__all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'TrainConfig', 'ArchChoice', 'choose_arch', 'TrainPlan', 'training_plan',
-           'TrainResult', 'read_config_items', 'build_learner', 'check_writable', 'use_deterministic',
-           'training_phases', 'split_digest', 'checkpoint_folder', 'resume_config', 'train']
+__all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'MIN_TRANSFER_SIZE', 'MIN_STEPS', 'MAX_EPOCHS', 'MAX_STEPS', 'MIN_BATCHES',
+           'TrainConfig', 'ArchChoice', 'choose_arch', 'schedule_for', 'TrainPlan', 'training_plan', 'TrainResult',
+           'read_config_items', 'build_learner', 'check_writable', 'use_deterministic', 'training_phases',
+           'split_digest', 'checkpoint_folder', 'resume_config', 'train']
 
 # %% ../nbs/13_experiment.ipynb #994d9faf
 @dataclass(kw_only=True)
@@ -38,8 +39,8 @@ class TrainConfig:
     pretrained:bool|None = None        # start from pretrained weights (None: the choice's default)
     weights:str|None = None            # a pretrained weights file for `arch` (implies pretrained)
     size:int|None = None               # image side in pixels
-    epochs:int|None = None             # training epochs (fine-tuning: one frozen epoch, then this many)
-    bs:int|None = None                 # batch size
+    epochs:int|None = None             # training epochs (None: from the number of images, `schedule_for`; fine-tuning: one frozen epoch, then this many)
+    bs:int|None = None                 # batch size (None: from the number of images, `schedule_for`)
     lr:float|None = None               # peak learning rate
     lr_mult:float|None = None          # fine-tuning: how much slower the earliest layers learn than the head
     valid_pct:float = 0.2              # validation fraction when the data has no fixed split
@@ -82,6 +83,7 @@ class TrainConfig:
 # %% ../nbs/13_experiment.ipynb #d6ad353a
 SMALL_IMAGE_SIDE = 64                  # images whose median shorter side is at most this are "small"
 PHOTO_ARCH = "efficientnet_lite0"      # what photos fine-tune with --arch auto
+MIN_TRANSFER_SIZE = 96                 # photos trained smaller than this (--size) fine-tune cifar_resnet: ImageNet weights lose there
 
 @dataclass
 class ArchChoice:
@@ -104,17 +106,46 @@ def choose_arch(
         p = bool(pretrained)
         size = size or (spec.pretrain_size if p and spec.small_images else None)
         return ArchChoice(spec.name, p, size, f"{spec.name} as asked, {'fine-tuned from its weights' if p else 'from scratch'}")
-    if builtin or (side is not None and side <= SMALL_IMAGE_SIDE):
-        what = "the built-in digits" if builtin else f"small images (median side {side} px, up to {SMALL_IMAGE_SIDE})"
-        if pretrained: return ArchChoice("cifar_resnet", True, size or 32, f"{what}: the bundled CIFAR-10 backbone cifar_resnet, fine-tuned at 32 px")
+    small_data = builtin or (side is not None and side <= SMALL_IMAGE_SIDE)
+    if small_data or (size is not None and size < MIN_TRANSFER_SIZE):
+        what = ("the built-in digits" if builtin else f"small images (median side {side} px, up to {SMALL_IMAGE_SIDE})" if small_data else
+                f"{f'photos (median side {side} px)' if side else 'images'} at {size} px, as asked, below the {MIN_TRANSFER_SIZE} px from which "
+                f"ImageNet weights measured better than the small networks (benchmarks/transfer.py --sizes)")
+        if pretrained or (pretrained is None and not small_data):    # photos: CIFAR-10 features measured better than none
+            return ArchChoice("cifar_resnet", True, size or 32, f"{what}: the bundled CIFAR-10 backbone cifar_resnet, fine-tuned at {size or 32} px"
+                              + ("" if small_data else " (--scratch trains small_resnet from scratch)"))
         return ArchChoice("small_resnet", False, size or (32 if builtin else None),
-                          f"{what}: small_resnet from scratch (--pretrained fine-tunes the bundled CIFAR-10 backbone)")
+                          f"{what}: small_resnet from scratch" + (" (--pretrained fine-tunes the bundled CIFAR-10 backbone)" if pretrained is None else ", as asked"))
     spec = arch_spec(PHOTO_ARCH)
     size = size or spec.pretrain_size
     what = f"photos (median side {side} px)" if side is not None else "images of unknown size"
     if pretrained is False: return ArchChoice(spec.name, False, size, f"{what}: {spec.name} from scratch at {size} px, as asked")
     return ArchChoice(spec.name, True, size, f"{what}: {spec.name} fine-tuned from its ImageNet weights at {size} px "
                                               f"(offline; --scratch trains from scratch)")
+
+# %% ../nbs/13_experiment.ipynb #8cfedd5e
+MIN_STEPS = 200                        # from scratch: train at least this many optimiser steps ...
+MAX_EPOCHS = 40                        # ... but never more epochs than this (a handful of images)
+MAX_STEPS = 20_000                     # a huge set: fewer than the usual epochs rather than more steps than this
+MIN_BATCHES = 16                       # halve the batch (down to 16) until an epoch has this many
+
+def schedule_for(
+    n_train:int|None,                  # training images (None: unknown, keep the defaults)
+    epochs:int=5,                      # the default number of epochs
+    bs:int=64,                         # the default batch size
+    min_steps:int=MIN_STEPS,           # the fewest optimiser steps (0: keep `epochs` and `bs`, a measured default)
+    shrink:bool=True,                  # halve `bs` for a small set (False: a batch size asked for)
+)->tuple[int, int, str]:
+    "`(epochs, bs, why)`: the batch size and epochs that give `n_train` images at least `min_steps` optimiser steps."
+    if not n_train: return epochs, bs, f"{epochs} epochs of batch {bs}"
+    while shrink and min_steps and bs > 16 and n_train // bs < MIN_BATCHES: bs //= 2
+    per_epoch = max(1, n_train // bs if n_train > bs else 1)            # the last, partial batch is dropped
+    e = epochs if not min_steps else max(1, min(MAX_EPOCHS, max(epochs, -(-min_steps // per_epoch)), MAX_STEPS // per_epoch))
+    why = ("the measured default" if not min_steps else f"at least {min_steps}" if e*per_epoch >= min_steps and e > epochs
+           else f"at most {MAX_EPOCHS} epochs" if e == MAX_EPOCHS > epochs else f"{epochs} epochs would pass {MAX_STEPS:,}" if e < epochs
+           else f"{min_steps} or more")
+    return e, bs, f"{n_train:,} training images: {e} epoch{'s'*(e != 1)} of batch {bs} = {e*per_epoch:,} steps ({why})"
+
 
 # %% ../nbs/13_experiment.ipynb #bdebdfe5
 @dataclass
@@ -123,18 +154,28 @@ class TrainPlan:
     arch:str; pretrained:bool; size:int|None; epochs:int; lr:float; lr_mult:float|None; bs:int
     label_smoothing:float; flip:bool; reason:str
 
-def training_plan(config:TrainConfig, choice:ArchChoice, task, builtin:bool=False)->TrainPlan:
-    "Fill in `config`'s defaults for the architecture `choice` and the data's `task`."
+def training_plan(
+    config:TrainConfig,                # what was asked (None fields: the defaults below)
+    choice:ArchChoice,                 # the architecture, weights and size (`choose_arch`)
+    task,                              # the data's task
+    builtin:bool=False,                # the built-in digits
+    n_train:int|None=None,             # training images (epochs and batch size follow from it: `schedule_for`)
+)->TrainPlan:
+    "Fill in `config`'s defaults for the architecture `choice`, the data's `task` and its number of training images."
     spec = arch_spec(choice.arch)
     tuned = choice.pretrained
     imagenet = tuned and not spec.small_images
     lr_mult = config.lr_mult if config.lr_mult is not None else (3 if spec.small_images else 100) if tuned else None
     smoothing = (config.label_smoothing if config.label_smoothing is not None
                  else 0.0 if imagenet or isinstance(task, MultiLabel) else 0.1)
-    return TrainPlan(choice.arch, tuned, choice.size, config.epochs if config.epochs is not None else 4 if builtin else 5,
+    epochs, bs, why = schedule_for(n_train, 4 if builtin else 5, config.bs or (32 if imagenet else 64),   # a batch asked for: epochs to match
+                                   0 if imagenet or builtin else MIN_STEPS, shrink=config.bs is None)
+    if imagenet and n_train:
+        why = f"{n_train:,} training images: 1 frozen epoch, then {epochs}, of batch {bs} = {(epochs + 1)*max(1, n_train // bs):,} steps (ImageNet features need few)"
+    if config.epochs is not None: epochs, why = config.epochs, f"{config.epochs} epochs as asked, of batch {bs}"
+    return TrainPlan(choice.arch, tuned, choice.size, epochs,
                      config.lr if config.lr is not None else 1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3, lr_mult,
-                     config.bs if config.bs is not None else 32 if imagenet else 64, smoothing,
-                     config.flip if config.flip is not None else not builtin, choice.reason)
+                     bs, smoothing, config.flip if config.flip is not None else not builtin, f"{choice.reason}; {why}")
 
 # %% ../nbs/13_experiment.ipynb #7351ea43
 @dataclass
@@ -173,6 +214,12 @@ def read_config_items(config:TrainConfig):
     return read_items(digits() if config.data is None else Path(config.data), config.label_pattern, config.task, **config.csv_kwargs())
 
 # %% ../nbs/13_experiment.ipynb #4969b1bd
+def _n_train(items, config:TrainConfig, valid_idx=None)->int:
+    "How many of `items` `config`'s split will train on (before any unreadable file is left out)."
+    if valid_idx is not None: return len(items) - len(valid_idx)
+    if items.is_valid is not None and config.split in ("auto", "folder"): return len(items) - sum(map(bool, items.is_valid))
+    return len(items) - max(1, round(len(items)*config.valid_pct))
+
 def build_learner(
     config:TrainConfig,                # what to train
     items=None,                        # `Items` already read from `config.data`
@@ -183,7 +230,7 @@ def build_learner(
     items = items if items is not None else read_config_items(config)
     choice = choose_arch(config.arch, True if config.weights else config.pretrained,
                          None if builtin else typical_side(items.files), config.size, builtin)
-    plan = training_plan(config, choice, items.task, builtin)
+    plan = training_plan(config, choice, items.task, builtin, _n_train(items, config, valid_idx))
     spec = arch_spec(plan.arch)
     dls = image_dataloaders(items, size=plan.size, valid_pct=config.valid_pct, split=config.split, bs=per_process_batch(plan.bs),
                             resize_method=config.resize, normalize=(list(spec.mean), list(spec.std)) if plan.pretrained else "data",
@@ -207,9 +254,16 @@ def check_writable(out:str|Path)->Path:
     return out
 
 def use_deterministic(on:bool=True):
-    "Only deterministic algorithms (torch warns about any that are not), so a rerun or a resume repeats the same arithmetic."
+    "Deterministic algorithms wherever torch has them, so a rerun or a resume on the same machine and software repeats the same arithmetic."
     if not on: return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")      # cuBLAS needs it for deterministic matrix products
+    if "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.cuda.is_available() and torch.cuda.is_initialized():
+        log.warning("deterministic: CUDA is already in use in this process, so cuBLAS may keep a workspace that is not deterministic; "
+                    "for bit-identical GPU runs set CUBLAS_WORKSPACE_CONFIG=:4096:8 before Python starts (the cvkit command does it in time)")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")      # read when cuBLAS starts: deterministic matrix products
+    # warn_only: an operation with no deterministic CUDA kernel warns, naming itself, instead of stopping training. In cvkit's
+    # networks these are pooling backward passes that repeat anyway: adaptive max pooling to 1×1 (the "max" heads, fastai's
+    # head) writes one gradient value per channel; simple_cnn's 4×4 average pooling, when its windows do not overlap (image
+    # sides that are multiples of 16). A strict mode would stop every one of them on a GPU.
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
 

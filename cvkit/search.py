@@ -12,7 +12,9 @@ import pandas as pd
 from fastai.learner import Callback, CancelFitException
 from .core import *
 from .images import typical_side
-from .experiment import TrainConfig, train, read_config_items, choose_arch, training_plan, SMALL_IMAGE_SIDE
+from .models import arch_spec
+from .experiment import (TrainConfig, train, read_config_items, choose_arch, training_plan, _n_train,
+    MIN_BATCHES, MAX_EPOCHS, MIN_TRANSFER_SIZE)
 from .kfold import _fold_metrics
 from fastcore.basics import patch
 
@@ -49,25 +51,40 @@ def as_distribution(name:str, spec):
 # %% ../nbs/13c_search.ipynb #cff44f6f
 SEARCHABLE = ("lr", "wd", "arch", "size", "augment", "label_smoothing", "bs", "epochs", "lr_mult", "opt", "resize", "pretrained")
 
+def _default_plan(config:TrainConfig, items):
+    "What `train` would do with `config` on `items`: the plan, the image size and the median side of the images."
+    from cvkit.images import auto_size
+    builtin = config.data is None
+    side = None if builtin else typical_side(items.files)
+    choice = choose_arch(config.arch, True if config.weights else config.pretrained, side, config.size, builtin)
+    plan = training_plan(config, choice, items.task, builtin, _n_train(items, config))
+    return plan, plan.size or auto_size(items.files), side
+
 def default_space(
     config:TrainConfig|None=None,      # the config to search around (its data decides the networks and sizes)
     items=None,                        # its items, if already read
 )->dict:
-    "A search space fitted to `config`'s data: learning rate, weight decay, network, size, augmentation, smoothing, batch size, epochs."
+    "A search space around the config `train` would use on `config`'s data: its network, size, batch and epochs, and their neighbours."
     config = config or TrainConfig()
-    builtin = config.data is None
     items = items if items is not None else read_config_items(config)
-    side = 28 if builtin else typical_side(items.files)
-    space = {"lr": (1e-4, 3e-2), "wd": (1e-5, 0.3), "augment": [True, False, "medium", "heavy"],
-             "label_smoothing": (0.0, 0.2), "epochs": (2, 8)}
-    if builtin or side <= SMALL_IMAGE_SIDE:
-        s = 32 if builtin else int(min(side, SMALL_IMAGE_SIDE))
-        space |= {"arch": ["small_resnet", "speed_net", "simple_cnn"], "size": sorted({max(8, s*3//4), s}), "bs": [32, 64, 128]}
-    else:
-        space |= {"arch": ["efficientnet_lite0"], "pretrained": True, "size": [160, 192, 224], "bs": [16, 32, 64],
-                  "lr": (1e-4, 1e-2), "epochs": (2, 6)}
+    plan, size, side = _default_plan(config, items)
+    n = _n_train(items, config)
+    e, bs = plan.epochs, plan.bs
+    space = {"lr": (1e-4, 3e-2), "wd": (1e-5, 0.3), "augment": [True, False, "medium", "heavy"], "label_smoothing": (0.0, 0.2),
+             "bs": sorted({bs} | {b for b in (bs//2, bs*2) if b >= 8 and n // b >= MIN_BATCHES}),   # every epoch keeps enough batches
+             "epochs": (max(2, e//2), min(MAX_EPOCHS, max(8, 2*e)))}
+    if arch_spec(plan.arch).small_images:   # small networks, from the images' side (never below it) to half as large again
+        base = min(side or size, size)      # photos trained small: around the size asked
+        sizes = range(8*-(-base//8), max(size, 8*round(1.5*base/8)) + 1, 8)
+        space |= {"arch": [plan.arch] + [a for a in ("small_resnet", "speed_net", "simple_cnn") if a != plan.arch],
+                  "size": sorted({size} | set(list(sizes)[:3]))}
+        if plan.pretrained: space |= {"arch": plan.arch, "pretrained": True}
+    else:                                   # ImageNet fine-tuning: at MIN_TRANSFER_SIZE or more, up to the weights' size
+        space |= {"arch": [plan.arch], "pretrained": plan.pretrained, "lr": (1e-4, 1e-2), "epochs": (2, max(6, e)),
+                  "size": sorted({size} | {s for s in (160, 192, 224) if MIN_TRANSFER_SIZE <= s <= max(size, 224)})}
     if items.task.name == "multi_label": space.pop("label_smoothing")
     return space
+
 
 # %% ../nbs/13c_search.ipynb #b84e3566
 class PruningCallback(Callback):
@@ -199,12 +216,9 @@ def _fixed(space:dict)->dict:
 def _default_params(config:TrainConfig, items, space:dict)->dict:
     "The values `train` would use by default, for the searched fields they fit in (so the first trial is the default config)."
     from optuna.distributions import CategoricalDistribution
-    from cvkit.images import auto_size
-    builtin = config.data is None
-    choice = choose_arch(config.arch, config.pretrained, None if builtin else typical_side(items.files), config.size, builtin)
-    plan = training_plan(config, choice, items.task, builtin)
+    plan, size, _ = _default_plan(config, items)
     values = {"lr": plan.lr, "wd": config.wd if config.wd is not None else 0.01, "arch": plan.arch,
-              "size": plan.size or auto_size(items.files), "augment": config.augment, "label_smoothing": plan.label_smoothing,
+              "size": size, "augment": config.augment, "label_smoothing": plan.label_smoothing,
               "bs": plan.bs, "epochs": plan.epochs, "lr_mult": plan.lr_mult, "opt": config.opt, "resize": config.resize,
               "pretrained": plan.pretrained}
     out = {}
