@@ -40,14 +40,16 @@ def _training_arguments(p:argparse.ArgumentParser):
     p.add_argument("--arch", default="auto", help="a registered architecture (simple_cnn, small_resnet, speed_net, cifar_resnet, "
                    "cifar_speednet, efficientnet_lite0, ...) or any torchvision/timm model name. auto (default): chosen "
                    "from the data: small images (up to 64 px) train small_resnet from scratch (cifar_resnet with --pretrained); "
-                   "photos fine-tune efficientnet_lite0 from its ImageNet weights, offline (--scratch: from scratch)")
+                   "photos fine-tune efficientnet_lite0 from its ImageNet weights, offline (--scratch: from scratch), except "
+                   "when trained below 96 px (--size), where they fine-tune the bundled cifar_resnet (measured better there)")
     pre = p.add_mutually_exclusive_group()
     pre.add_argument("--pretrained", action="store_true", default=None, help="start from the architecture's pretrained weights and fine-tune")
     pre.add_argument("--scratch", "--no-pretrained", dest="pretrained", action="store_false", help="train from scratch, without pretrained weights")
     p.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled CIFAR-10 backbones; 224 for photos with --arch auto)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5; 4 for digits; fine-tuning: one epoch with the body frozen, then this many)")
-    p.add_argument("--bs", type=int, default=None, help="batch size (default: 64; 32 when fine-tuning ImageNet weights)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: from the number of images, at least 200 optimiser steps and at most 40 epochs; "
+                   "5 when fine-tuning ImageNet weights, after one epoch with the body frozen; 4 for the built-in digits)")
+    p.add_argument("--bs", type=int, default=None, help="batch size (default: 64, halved down to 16 until an epoch has 16 batches; 32 when fine-tuning ImageNet weights)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2 from scratch; fine-tuning: 5e-3 for the bundled CIFAR-10 backbones, 1e-3 for ImageNet weights)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips in augmentation (use for digits, text)")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all")

@@ -69,8 +69,9 @@ class TrainConfig:
         return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
     def check(self):
         "Raise `ConfigError` for values that cannot work, before any data is read."
-        bad = [f"{n} must be at least 1, not {getattr(self, n)}" for n in ("epochs", "bs", "size")
+        bad = [f"{n} must be at least 1, not {getattr(self, n)}" for n in ("epochs", "bs")
                if getattr(self, n) is not None and getattr(self, n) < 1]
+        bad += [f"size must be at least {MIN_IMAGE_SIZE} (pixels), not {self.size}"] if self.size is not None and self.size < MIN_IMAGE_SIZE else []
         bad += [f"valid_pct must be between 0 and 1, not {self.valid_pct}"] if not 0 < self.valid_pct < 1 else []
         bad += [f"{n} must be positive, not {getattr(self, n)}" for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
         bad += [f"wd must be 0 or more, not {self.wd}"] if self.wd is not None and self.wd < 0 else []
