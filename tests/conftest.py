@@ -29,6 +29,12 @@ def cli_env(**extra) -> dict:
     return env
 
 
+def run_benchmark_script(name:str, *args, cwd:Path, timeout:float=120) -> subprocess.CompletedProcess:
+    "Run `benchmarks/NAME` with `args` in `cwd`, on one torch thread (a tiny model trains fastest on one, and tests run side by side)."
+    return subprocess.run([str(PYTHON), str(REPO/"benchmarks"/name), *map(str, args)], cwd=cwd, env=cli_env(OMP_NUM_THREADS=1),
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 def run_cli(*args, cwd=None, env:dict|None=None, timeout:float=600) -> tuple[int, str, str]:
     "Run `.venv/bin/cvkit *args` (stdout is a pipe, not a terminal); return (returncode, stdout, stderr)."
     assert CVKIT.exists(), f"{CVKIT} not found; run `make venv` first"

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, REPO, cli_env
+from conftest import REPO, run_benchmark_script
 
-SCRIPT = REPO/"benchmarks"/"audit.py"
 SHARED = REPO.parent/"shared"/"data"
 SETS = ("hymenoptera", "pinochle_cards")
 ARCHIVES = ("hymenoptera.tar", "pinochle_cards.tar.gz")
@@ -18,8 +17,7 @@ pytestmark = pytest.mark.skipif(not all((SHARED/a).is_file() for a in ARCHIVES),
 
 
 def run_benchmark(*args, cwd:Path, timeout:float=120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(PYTHON), str(SCRIPT), *map(str, args)], cwd=cwd, env=cli_env(OMP_NUM_THREADS=1),
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_benchmark_script("audit.py", *args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

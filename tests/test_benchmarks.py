@@ -21,8 +21,7 @@ SMOKE_TESTS = {"audit.py": "test_benchmarks.py", "experiments.py": "test_benchma
 
 
 def run_script(name:str, *args, cwd:Path, timeout:float=300) -> subprocess.CompletedProcess:
-    p = subprocess.run([str(PYTHON), str(REPO/"benchmarks"/name), *map(str, args)], cwd=cwd, env=cli_env(OMP_NUM_THREADS=1),
-                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    p = run_benchmark_script(name, *args, cwd=cwd, timeout=timeout)
     assert p.returncode == 0, f"{name} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
     assert "Traceback" not in p.stderr
     return p

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, REPO, cli_env
+from conftest import run_benchmark_script
 
-SCRIPT = REPO/"benchmarks"/"lr_find.py"
 RULES = ["valley", "recommended", "slide", "minimum", "steep"]
 SEEDS = [0, 1]
 
@@ -18,10 +17,7 @@ def summary_table(stdout:str) -> dict:
 
 
 def run_benchmark(*args, cwd:Path, timeout:float=120) -> subprocess.CompletedProcess:
-    # a tiny model trains fastest on one thread, and one thread per process keeps side-by-side tests from
-    # oversubscribing the CPU
-    return subprocess.run([str(PYTHON), str(SCRIPT), *map(str, args)], cwd=cwd, env=cli_env(OMP_NUM_THREADS=1),
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_benchmark_script("lr_find.py", *args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
