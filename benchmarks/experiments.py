@@ -36,7 +36,7 @@ def show(title:str, df:pd.DataFrame):
 
 
 def part_cv(a)->dict:
-    res = cross_validate(TrainConfig(seed=a.seed), k=a.folds)
+    res = cross_validate(TrainConfig(seed=a.seed, size=a.size), k=a.folds)
     show(f"{a.folds}-fold cross-validation, digits, default config", res.folds[["fold", "n_train", "n_valid", "accuracy", "macro_f1", "train_seconds"]])
     print(f"accuracy {res.mean:.4f} ± {res.std:.4f} over {a.folds} folds; total {res.seconds:.1f} s", flush=True)
     return {"folds": a.folds, "accuracy_mean": res.mean, "accuracy_std": res.std, "fold_accuracy": res.scores.tolist(),
@@ -63,8 +63,9 @@ def part_search(a)->dict:
     for pruner in [*a.pruners.split(","), "none"]:
         t = time.perf_counter()
         lo, hi = map(int, a.epochs.split(","))
-        space = default_space() | {"epochs": (lo, hi)}
-        res = tune(TrainConfig(seed=a.seed), space, trials=a.trials, pruner=pruner, retrain=False, seed=a.seed)
+        config = TrainConfig(seed=a.seed, size=a.size)
+        space = default_space(config) | {"epochs": (lo, hi)}
+        res = tune(config, space, trials=a.trials, pruner=pruner, retrain=False, seed=a.seed)
         tr = res.trials()
         runs[pruner] = {"best_accuracy": res.best_value, "default_accuracy": res.default_value, "best_params": res.best_params,
                         "epochs_trained": res.epochs_trained, "pruned": int((tr["state"] == "pruned").sum()),
@@ -92,6 +93,7 @@ def main():
     ap.add_argument("--pruners", default="median,halving", help="pruners each compared with the same search without pruning")
     ap.add_argument("--parts", default="cv,classical,search")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--size", type=int, default=None, help="image side for cross-validation and the search (default: train's)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     parts = a.parts.split(",")

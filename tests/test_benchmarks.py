@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, REPO, cli_env, make_shapes
+from conftest import PYTHON, REPO, cli_env, make_shapes, run_benchmark_script
 
 sys.path.insert(0, str(REPO/"tools"))
 import figures                                                               # noqa: E402
@@ -115,7 +115,7 @@ def test_transfer_smoke(tmp_path, split_shapes):
 def test_experiments_smoke(tmp_path):
     out = tmp_path/"experiments.json"
     p = run_script("experiments.py", "--folds", 2, "--cifar-per-class", 0, "--cnn-epochs", 1, "--features", "pixels,hog",
-                   "--models", "logistic,knn", "--trials", 2, "--pruners", "median", "--epochs", "1,4", "--json", out, cwd=tmp_path, timeout=900)
+                   "--models", "logistic,knn", "--trials", 2, "--pruners", "median", "--epochs", "1,4", "--size", 16, "--json", out, cwd=tmp_path, timeout=900)
     res = json.loads(out.read_text())
     cv = res["cross_validation"]
     assert len(cv["fold_accuracy"]) == 2 and cv["accuracy_mean"] == pytest.approx(sum(cv["fold_accuracy"])/2)

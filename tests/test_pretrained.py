@@ -81,9 +81,9 @@ def test_bundled_backbone_offline(arch, shapes_dir, tmp_path, run_cli):
 
 
 def test_photos_fine_tune_imagenet_weights_offline_by_default(tmp_path, run_cli):
-    "Photo-sized images and no flags: efficientnet_lite0 fine-tuned from its ImageNet weights, offline, with their statistics."
+    "Photo-sized images trained at 96 px (MIN_TRANSFER_SIZE) and no other flags: efficientnet_lite0 fine-tuned from its ImageNet weights, offline, with their statistics."
     data = make_shapes(tmp_path/"photos", n_per_class=10, size=120, seed=0)
-    rc, stdout, stderr = run_cli("train", data, "--epochs", "1", "--size", "64", "--out", tmp_path/"out",
+    rc, stdout, stderr = run_cli("train", data, "--epochs", "1", "--size", "96", "--out", tmp_path/"out",
                                  env=offline_env(tmp_path), timeout=300)
     assert rc == 0, stderr
     assert "cvkit: photos (median side 120 px): efficientnet_lite0 fine-tuned from its ImageNet weights" in stderr
@@ -93,7 +93,7 @@ def test_photos_fine_tune_imagenet_weights_offline_by_default(tmp_path, run_cli)
     assert meta["mean"] == [0.5]*3 and meta["std"] == [0.5]*3 and meta["normalize"] == "efficientnet_lite0"
     assert m["bs"] == 32 and m["label_smoothing"] == 0.0 and m["pretrained"] is True
     assert len([l for l in stdout.splitlines() if l.startswith("epoch")]) == 2     # one frozen epoch, then one
-    rc, _, stderr = run_cli("train", data, "--epochs", "1", "--size", "64", "--scratch", "--out", tmp_path/"scratch",
+    rc, _, stderr = run_cli("train", data, "--epochs", "1", "--size", "96", "--scratch", "--out", tmp_path/"scratch",
                             env=offline_env(tmp_path), timeout=300)
     assert rc == 0, stderr
     meta = json.loads((tmp_path/"scratch"/"cvkit.json").read_text())
