@@ -26,16 +26,17 @@ test-slow: venv
 check-export: venv
 	@bash tools/check_export.sh
 
-## Notebooks and pytest run two at a time, each on TEST_THREADS torch threads: on 2 cores, one thread each ran two
-## tutorials side by side in 65 s against 136 s with torch's default of one thread per core (oversubscribed).
+## Notebooks and pytest files run TEST_WORKERS at a time, each on TEST_THREADS torch threads: on 2 cores, one thread
+## each ran two tutorials side by side in 65 s against 136 s with torch's default of one thread per core (oversubscribed);
+## a third worker keeps both cores busy while another starts a kernel or waits for a subprocess.
+TEST_WORKERS ?= 3
 TEST_THREADS ?= 1
 test-notebooks: venv
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/nbdev-test --n-workers 2 --timing
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/nbdev-test --n-workers $(TEST_WORKERS) --timing
 
-## pytest runs its test files on PYTEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures).
-PYTEST_WORKERS ?= 2
+## pytest runs its test files on TEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures).
 test-pytest: venv browser
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 ## JupyterLab on the notebooks.
 lab: venv

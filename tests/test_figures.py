@@ -77,3 +77,24 @@ def test_unknown_figure_and_missing_key(results):
         F.render_text("<!-- fig:quickstart.nope -->1<!-- /fig -->", results)
     with pytest.raises(F.FigureError, match="quickstart-cpu.json lacks"):
         F.check_source("quickstart-cpu.json", {"target": 0.985})
+
+
+def test_make_test_timing_is_read_from_the_log(tmp_path):
+    "tools/ci_timing.py reads the total, every notebook's time and pytest's slowest tests from a `.ci/run` log."
+    import ci_timing
+    log = tmp_path/"ci.log"
+    log.write_text("cvkit/ matches nbs/\nSuccess.\n02_transfer_learning.ipynb: 51 secs\n00_core.ipynb: 3 secs\n"
+                   "============================= slowest 15 durations =============================\n"
+                   "61.20s call     tests/test_cli.py::test_digits\n4.10s setup    tests/test_cli.py::test_shapes\n"
+                   "======================= 120 passed, 1 skipped in 400.51s (0:06:40) ========================\n"
+                   "CI finished in 812s\n")
+    out = tmp_path/"make-test.json"
+    assert ci_timing.main([str(log), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["total_seconds"] == 812 and res["pytest_seconds"] == pytest.approx(400.51)
+    assert res["pytest_summary"] == "120 passed, 1 skipped"
+    assert [r["notebook"] for r in res["notebooks"]] == ["02_transfer_learning.ipynb", "00_core.ipynb"]
+    assert res["slowest_tests"][0] == {"test": "tests/test_cli.py::test_digits", "phase": "call", "seconds": 61.2}
+    assert F.render_figure("make_test.minutes", res) == "14 minutes"
+    log.write_text("00_core.ipynb: 3 secs\n")                                 # pytest never finished: no figure from it
+    with pytest.raises(SystemExit, match="no pytest summary"): ci_timing.main([str(log)])

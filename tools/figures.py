@@ -178,6 +178,9 @@ FIGURES: dict[str, Fig] = {
     "audit.blur_recall_before": Fig("audit-photos-cpu.json", lambda d: _blur_range(d, "before", "recall_strong"), "blur"),
     "audit.blur_recall_now": Fig("audit-photos-cpu.json", lambda d: _blur_range(d, "now", "recall_strong"), "blur"),
     "audit.blur_precision_now": Fig("audit-photos-cpu.json", lambda d: f"{min(r['now']['precision'] for r in _blur_rows(d)):.2f}", "blur"),
+    # tools/ci_timing.py: a fresh clone's `bash .ci/run` (make test) on this machine, dependencies cached
+    "make_test.minutes": Fig("make-test-cpu.json", lambda d: f"{round(d['total_seconds']/60)} minutes"),
+    "make_test.pytest": Fig("make-test-cpu.json", lambda d: d["pytest_summary"]),
     # benchmarks/scaling.py: resume after SIGKILL, checkpoint cost, two processes against one
     "scaling.epochs": Fig("scaling-cpu.json", lambda d: str(d["args"]["epochs"])),
     "scaling.cores": Fig("scaling-cpu.json", lambda d: str(d["cpu_count"])),
