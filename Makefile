@@ -27,9 +27,8 @@ check-export: venv
 	@bash tools/check_export.sh
 
 ## Notebooks and pytest files run TEST_WORKERS at a time, each on TEST_THREADS torch threads: on 2 cores, one thread
-## each ran two tutorials side by side in 65 s against 136 s with torch's default of one thread per core (oversubscribed);
-## a third worker keeps both cores busy while another starts a kernel or waits for a subprocess.
-TEST_WORKERS ?= 3
+## each ran two tutorials side by side in 65 s against 136 s with torch's default of one thread per core (oversubscribed).
+TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 test-notebooks: venv
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/nbdev-test --n-workers $(TEST_WORKERS) --timing
