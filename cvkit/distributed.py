@@ -4,7 +4,7 @@
 
 # %% ../nbs/05d_distributed.ipynb #1c0ff281
 from __future__ import annotations
-import os, sys, subprocess, logging
+import atexit, os, sys, subprocess, logging
 import torch
 import torch.distributed as dist
 from fastai.learner import Callback
@@ -63,10 +63,15 @@ def process_logging():
     log_handler.rank = f"{rank + 1}/{world}"
     if rank > 0 and _rank_zero_or_flagged not in log_handler.filters: log_handler.addFilter(_rank_zero_or_flagged)
 
+def _close_process_group():
+    "Leave the process group before the interpreter exits: a gloo group left open can abort the process as it ends (SIGABRT)."
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+
 def data_parallel(learn, device=None):
     "Make `learn` train data-parallel when this process was started by a launcher with several processes; return it."
     rank, world, _ = process_rank()
     if world < 2: return learn
+    atexit.unregister(_close_process_group); atexit.register(_close_process_group)
     process_logging()
     learn.add_cb(DataParallel(device or learn.dls.device))
     n = -(-len(learn.dls.train.dataset)//world)               # its shard of each epoch (rounded up: shards are equal)
