@@ -582,6 +582,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'cvkit.distributed.ShardedDL': ('distributed.html#shardeddl', 'cvkit/distributed.py'),
                                    'cvkit.distributed.ShardedDL._broadcast': ( 'distributed.html#shardeddl._broadcast',
                                                                                'cvkit/distributed.py'),
+                                   'cvkit.distributed._close_process_group': ( 'distributed.html#_close_process_group',
+                                                                               'cvkit/distributed.py'),
                                    'cvkit.distributed._rank_zero_or_flagged': ( 'distributed.html#_rank_zero_or_flagged',
                                                                                 'cvkit/distributed.py'),
                                    'cvkit.distributed.data_parallel': ('distributed.html#data_parallel', 'cvkit/distributed.py'),
