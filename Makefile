@@ -33,9 +33,10 @@ TEST_THREADS ?= 1
 test-notebooks: venv
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/nbdev-test --n-workers $(TEST_WORKERS) --timing
 
-## pytest runs its test files on TEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures).
+## pytest runs its test files on TEST_WORKERS processes (each file's tests stay in one process, sharing its fixtures),
+## the longest files first (tests/conftest.py: LONGEST_FIRST).
 test-pytest: venv browser
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 ## JupyterLab on the notebooks.
 lab: venv

@@ -13,7 +13,7 @@ Each variant runs `--repeats` times (3 by default), alternated, and the median o
 
     python benchmarks/scaling.py [--epochs 4] [--processes 2] [--repeats 3] [--json benchmarks/results/scaling-cpu.json]
 
-`--smoke` checks the script end to end at the smallest sizes: `--epochs 3 --arch simple_cnn --repeats 1`.
+`--smoke` checks the script end to end at the smallest sizes: `--epochs 3 --arch simple_cnn --size 16 --repeats 1`.
 """
 import argparse, json, os, signal, statistics, subprocess, sys, tempfile, time, datetime
 from pathlib import Path
@@ -44,14 +44,15 @@ def main():
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--arch", default="small_resnet")
+    ap.add_argument("--size", type=int, default=None, help="image size (default: cvkit's choice for the digits)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each variant (medians reported)")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--smoke", action="store_true", help="the smallest run that exercises every part: 3 epochs of simple_cnn, once")
+    ap.add_argument("--smoke", action="store_true", help="the smallest run that exercises every part: 3 epochs of simple_cnn at 16 px, once")
     a = ap.parse_args()
-    if a.smoke: a.epochs, a.arch, a.repeats = 3, "simple_cnn", 1
+    if a.smoke: a.epochs, a.arch, a.size, a.repeats = 3, "simple_cnn", 16, 1
     work = Path(tempfile.mkdtemp(prefix="cvkit-scaling-"))
-    common = ("--arch", a.arch, "--epochs", a.epochs, "--seed", a.seed, "--deterministic")
+    common = ("--arch", a.arch, "--epochs", a.epochs, "--seed", a.seed, "--deterministic", *(("--size", a.size) if a.size else ()))
     env = dict(os.environ, MPLBACKEND="Agg")
 
     seconds = {"one": [], "none": [], "dp": []}

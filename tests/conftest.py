@@ -20,6 +20,18 @@ SHAPES_SIZE = 32
 FAST = ("--arch", "simple_cnn", "--epochs", "1")   # for tests where accuracy is not the point
 
 
+# The test files that take longest on 2 CPU cores, longest first (`pytest --durations=0`). pytest-xdist hands a whole
+# file to a worker at a time (--dist loadfile), in collection order (the Makefile passes --no-loadscope-reorder): starting
+# the long files first keeps one worker from running a long file alone at the end while the other waits.
+LONGEST_FIRST = ["test_benchmarks.py", "test_reliability.py", "test_gpu_suite.py", "test_cli.py", "test_bad_input.py",
+                 "test_pretrained.py", "test_multilabel.py", "test_integration_cards.py", "test_experiments.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))    # stable: each file's own order is kept
+
+
 def cli_env(**extra) -> dict:
     "The environment CLI subprocesses run in: inherited (so the digits cache is reused), non-interactive plotting."
     env = dict(os.environ)

@@ -2,6 +2,7 @@
 
 The real runs need an NVIDIA GPU; here every step runs at tiny sizes on the CPU (`SUITE_TINY=1 SUITE_DEVICE=cpu`),
 so that the plumbing (timeouts, one JSON per step, the summary, the exit code) and the checks' logic are tested.
+That tiny run is also the smoke test of the scripts it runs: gpu_checks.py, overhead.py, speedrun.py and throughput.py.
 The checks' decisions (the autocast dtype, the gradient scaler's layout in bf16 and fp16 checkpoints, the comparison
 of a resumed run with an uninterrupted one) are pure functions of gpu_checks.py, fed here with the layouts and
 records a GPU produces, and with broken ones, so a check that would pass when broken fails here first.
@@ -13,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON, REPO, cli_env
+
+sys.path.insert(0, str(REPO/"tools"))
+import figures                                                               # noqa: E402
 
 SUITE = REPO/"benchmarks"/"gpu_suite.sh"
 CHECKS = REPO/"benchmarks"/"gpu_checks.py"
@@ -40,12 +44,10 @@ def cuda_available() -> bool:
 # ---------------------------------------------------------------- gpu_checks.py alone
 
 @pytest.fixture(scope="module")
-def checks_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gpu_checks")
-    out = tmp/"gpu_checks.json"
-    p = subprocess.run([str(PYTHON), str(CHECKS), *map(str, TINY_CHECKS), "--json", out], cwd=tmp,
-                       env=cli_env(OMP_NUM_THREADS=1), capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
-    return p, out
+def checks_run(suite_run):
+    "The suite's tiny gpu_checks step (its arguments are TINY_CHECKS): the suite's output and the step's JSON."
+    p, out = suite_run
+    return p, out/"gpu_checks-cpu.json"
 
 
 def test_gpu_checks_pass_on_cpu(checks_run):
@@ -62,8 +64,9 @@ def test_gpu_checks_pass_on_cpu(checks_run):
     assert det["asked"] is True and det["algorithms"] is True and det["cudnn_deterministic"] is True
     assert det["cudnn_benchmark"] is False and det["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert d["nondeterministic_ops"] == []                     # the CPU kernels used are all deterministic
-    assert (d["args"]["epochs"], d["args"]["size"]) == (2, 16)
-    assert "gpu checks: PASSED" in p.stdout and p.stdout.strip().endswith(f"wrote {out}")
+    assert {k: d["args"][k] for k in ("epochs", "size", "lr_steps", "n_predict", "min_accuracy")} == dict(
+        epochs=2, size=16, lr_steps=20, n_predict=10, min_accuracy=0.5)             # the suite ran TINY_CHECKS
+    assert "gpu checks: PASSED" in step_output(p.stdout, "gpu_checks")
 
 
 def test_gpu_checks_training(checks_run):
@@ -322,6 +325,12 @@ def test_suite_runs_every_step(suite_run):
     assert "=== summary" in (out/"suite-cpu.log").read_text()
 
 
+def step_output(stdout:str, name:str) -> str:
+    "What one step of the suite printed (the suite prints every step's output under `=== NAME`)."
+    start = stdout.index(f"=== {name} (")
+    return stdout[start:stdout.index("\n--- ", start)]
+
+
 def step_json(out:Path, name:str) -> dict:
     d = json.loads((out/f"{name}-cpu.json").read_text())
     assert d["benchmark"] == name and d["torch"] and d["date"]
@@ -349,31 +358,48 @@ def test_suite_gpu_checks_nondeterministic_json(suite_run):
 
 
 def test_suite_overhead_json(suite_run):
+    "overhead.py's smoke test: the three loops measured, the printed ratio is the JSON's, README's figure renders from it."
     d = step_json(suite_run[1], "overhead")
     ips = d["images_per_second"]
     assert set(ips) == {"bare", "cvkit", "fastai"} and all(v > 0 for v in ips.values())
     assert d["ratios"]["cvkit_over_bare"] == pytest.approx(ips["cvkit"]/ips["bare"])
+    assert d["ratios"]["cvkit_over_fastai"] == pytest.approx(ips["cvkit"]/ips["fastai"])
     assert d["args"]["data"] == "digits" and d["args"]["device"] == "cpu"
+    printed = float(re.search(r"cvkit / bare ([\d.]+)", step_output(suite_run[0].stdout, "overhead"))[1])
+    assert printed == pytest.approx(d["ratios"]["cvkit_over_bare"], abs=0.006)
+    assert figures.check_source("overhead-cpu.json", d)["overhead.cvkit_over_bare"] == f"{printed:.2f}"
 
 
 def test_suite_throughput_json(suite_run):
+    "throughput.py's smoke test: both CPU modes (no bf16 on a CPU), plain fastai, no MFU claimed for a CPU."
     d = step_json(suite_run[1], "throughput")
+    printed = step_output(suite_run[0].stdout, "throughput")
     assert set(d["modes"]) == {"fp32", "fp32+cl"}
-    for r in d["modes"].values():
+    for mode, r in d["modes"].items():
         assert r["bare"]["images_per_second"] > 0 and r["cvkit"]["images_per_second"] > 0
+        assert r["cvkit_over_bare"] == pytest.approx(r["cvkit"]["images_per_second"]/r["bare"]["images_per_second"])
+        assert f"{mode:18} bare" in printed
     assert d["fastai"]["images_per_second"] > 0 and d["flops_per_image"] > 0
+    assert d["peak_bf16_flops"] is None and "plain fastai" in printed
 
 
 def test_suite_speedrun_json(suite_run):
+    "speedrun.py's smoke test: trains for its budget of training time, no more, and compares with airbench94's time."
     d = step_json(suite_run[1], "speedrun")
     c = d["cvkit"]
-    assert c["runs"] == 1 and 0 <= c["accuracy"][0] <= 1 and c["epochs"][0] > 0 and d["budget_seconds"] == 3
+    assert c["runs"] == 1 and d["budget_seconds"] == 3
+    assert 3 <= c["train_seconds"][0] < 6, c["train_seconds"]   # the budget is training time, not more
+    assert 1/3 < c["accuracy"][0] <= 1 and 0 <= c["tta_accuracy"][0] <= 1
+    assert c["epochs"][0] > 0 and c["images_per_second"][0] > 0
     assert d["airbench94"]["ran"] is False and d["airbench94"]["why"]
-    assert d["airbench94_published"]["seconds"] == 3.83
+    assert d["airbench94_published"]["seconds"] == 3.83 and "Published: 3.83 s" in step_output(suite_run[0].stdout, "speedrun")
+    assert figures.check_source("speedrun-cpu.json", d)["speedrun.budget"] == "3 s"
     if not airbench_importable():                               # said so, in the JSON and the summary
         assert "--no-airbench" in d["suite"]["note"] and "airbench is not installed" in d["suite"]["note"]
         assert d["airbench94"]["why"] == "skipped (--no-airbench)"
         assert "airbench is not installed" in suite_run[0].stdout
+    else:
+        assert "CUDA" in d["airbench94"]["why"]                 # airbench94 needs CUDA
 
 
 # ---------------------------------------------------------------- failures and timeouts
