@@ -1042,6 +1042,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'cvkit.tasks.Task.probabilities': ('tasks.html#task.probabilities', 'cvkit/tasks.py'),
                              'cvkit.tasks.Task.strata': ('tasks.html#task.strata', 'cvkit/tasks.py'),
                              'cvkit.tasks.Task.wrap': ('tasks.html#task.wrap', 'cvkit/tasks.py'),
+                             'cvkit.tasks._fastai': ('tasks.html#_fastai', 'cvkit/tasks.py'),
                              'cvkit.tasks.detect_task': ('tasks.html#detect_task', 'cvkit/tasks.py'),
                              'cvkit.tasks.get_task': ('tasks.html#get_task', 'cvkit/tasks.py'),
                              'cvkit.tasks.thresholds_for': ('tasks.html#thresholds_for', 'cvkit/tasks.py')},

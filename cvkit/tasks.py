@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastai.vision.all import (CategoryBlock, MultiCategoryBlock, TensorCategory, TensorMultiCategory, Category,
-    MultiCategory, CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat, BCEWithLogitsLossFlat, accuracy,
-    accuracy_multi, F1ScoreMulti)
+
+def _fastai():
+    "fastai's vision API, imported when first needed: reading and checking targets (a data error) needs none of it."
+    import fastai.vision.all as fa
+    return fa
 from .core import *
 
 # %% auto #0
@@ -92,13 +94,14 @@ class SingleLabel(Task):
     def encode(self, labels, vocab):
         index = {c: i for i, c in enumerate(vocab)}
         return torch.tensor([index[l] for l in labels], dtype=torch.long)
-    def wrap(self, y): return TensorCategory(y)
-    def decode_target(self, y, vocab): return Category(vocab[int(y)])
-    def block(self, vocab): return CategoryBlock(vocab=vocab)
+    def wrap(self, y): return _fastai().TensorCategory(y)
+    def decode_target(self, y, vocab): return _fastai().Category(vocab[int(y)])
+    def block(self, vocab): return _fastai().CategoryBlock(vocab=vocab)
     def strata(self, labels): return list(labels)
     def loss(self, label_smoothing=0.):
-        return LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat()
-    def metrics(self): return [accuracy]
+        fa = _fastai()
+        return fa.LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else fa.CrossEntropyLossFlat()
+    def metrics(self): return [_fastai().accuracy]
     def probabilities(self, logits): return logits.float().softmax(-1)
     def item_losses(self, probs, targets):
         return -np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-12, None))
@@ -130,9 +133,9 @@ class MultiLabel(Task):
         for i, ls in enumerate(labels):
             for l in ls: y[i, index[l]] = 1.
         return y
-    def wrap(self, y): return TensorMultiCategory(y)
-    def decode_target(self, y, vocab): return MultiCategory([vocab[i] for i in torch.as_tensor(y).nonzero().flatten().tolist()])
-    def block(self, vocab): return MultiCategoryBlock(vocab=vocab)
+    def wrap(self, y): return _fastai().TensorMultiCategory(y)
+    def decode_target(self, y, vocab): return _fastai().MultiCategory([vocab[i] for i in torch.as_tensor(y).nonzero().flatten().tolist()])
+    def block(self, vocab): return _fastai().MultiCategoryBlock(vocab=vocab)
     def strata(self, labels):
         freq = {}
         for ls in labels:
@@ -140,8 +143,8 @@ class MultiLabel(Task):
         return [min(ls, key=lambda l: (freq[l], l)) if ls else "" for ls in labels]
     def loss(self, label_smoothing=0.):
         if label_smoothing: raise ConfigError("label smoothing is for single-label classification; use label_smoothing=0 with multi-label data")
-        return BCEWithLogitsLossFlat()
-    def metrics(self): return [accuracy_multi, F1ScoreMulti(average="macro")]
+        return _fastai().BCEWithLogitsLossFlat()
+    def metrics(self): fa = _fastai(); return [fa.accuracy_multi, fa.F1ScoreMulti(average="macro")]
     def probabilities(self, logits): return logits.float().sigmoid()
     def item_losses(self, probs, targets):
         p = np.clip(probs, 1e-7, 1 - 1e-7)
