@@ -36,6 +36,7 @@ from .cleaner_ranking import *
 from .cleaner_widget import *
 from .recipes import *
 from .audit import *
+from .config import *
 from .experiment import *
 from .runs import *
 from .kfold import *
@@ -55,9 +56,9 @@ import cvkit.lr_find as _lr_find, cvkit.dashboard as _dashboard, cvkit.cleaner a
 import cvkit.cleaner_ranking as _cleaner_ranking, cvkit.cleaner_widget as _cleaner_widget
 import cvkit.augment_mix as _augment_mix, cvkit.architectures as _architectures
 import cvkit.tasks as _tasks, cvkit.items as _items, cvkit.images as _images, cvkit.split as _split
-import cvkit.multilabel as _multilabel, cvkit.experiment as _experiment
+import cvkit.multilabel as _multilabel, cvkit.config as _config, cvkit.experiment as _experiment
 import cvkit.calibration as _calibration, cvkit.evaluation as _evaluation, cvkit.tta as _tta, cvkit.gradcam as _gradcam
 __all__ = [name for m in (_core, _datasets, _tasks, _items, _images, _split, _augment, _augment_explorer, _augment_mix, _data, _architectures, _models, _learner, _callbacks, _learner_state,
                           _calibration, _evaluation, _tta, _gradcam, _interpret,
-                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _experiment, _runs, _kfold, _search, _baselines, _audit, _label_issues)
-           for name in m.__all__]
+                          _export, _lr_find, _lr_explorer, _dashboard, _cleaner, _cleaner_ranking, _cleaner_widget, _recipes, _multilabel, _config, _experiment, _runs, _kfold, _search, _baselines, _audit, _label_issues)
+           for name in m.__all__ if m is _config or name not in _config.__all__]   # experiment re-exports config's

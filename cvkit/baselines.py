@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import *
-from .tasks import get_task
+from .tasks import SingleLabel
 from .images import decode_images, load_image, resize_image, typical_side
 from .models import arch_spec, pretrained_state_dict
 from .architectures import load_backbone, head_start
@@ -113,7 +113,7 @@ class ClassicalModel:
     name:str = ""                      # e.g. rbf_svm
     def __post_init__(self): self._embedder = None
     @property
-    def task(self): return get_task("single_label")
+    def task(self): return SingleLabel()               # one class per image: what a classical model predicts
     def _arrays(self, images:list)->np.ndarray:
         from PIL import Image
         out = []
@@ -227,7 +227,7 @@ def classical_baselines(
 )->BaselineTable:
     "Fit classical models on pixels, HOG and CNN embeddings, time them, and compare with a CNN on the same split (or folds)."
     items, tr, va, config, cnn_result = _source(data, seed)
-    if items.task.name != "single_label": raise ConfigError("classical baselines are for single-label data (one class per image)")
+    if not items.task.one_class_per_item: raise ConfigError(f"classical baselines need one class per image, not {items.task.description}")
     if config is not None and changes: config = TrainConfig(**asdict(config) | changes)
     side = None if config is not None and config.data is None else typical_side(items.files)
     side = 28 if side is None else side
@@ -277,7 +277,7 @@ def export_classical(model:ClassicalModel, out:str|Path)->Path:
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out/CLASSICAL_FILE) as f: f.write(sio.dumps(model.pipeline))
     import sklearn
-    save_json({"format_version": 2, "kind": "classical", "task": "single_label", "model": model.name, "features": model.features,
+    save_json({"format_version": 2, "kind": "classical", "task": SingleLabel.name, "model": model.name, "features": model.features,
                "size": model.size, "resize_method": model.resize_method, "classes": list(model.classes), "embed_arch": model.embed_arch,
                "sklearn_version": sklearn.__version__}, out/META_FILE)
     return out

@@ -8,6 +8,7 @@ import argparse, json, sys, time, traceback, logging
 from pathlib import Path
 from dataclasses import dataclass, asdict
 from .core import *
+from .tasks import task_names
 # the modules that train (fastai, timm, torch's compiler) are imported by the commands that use them: help and usage errors answer at once
 
 # %% auto #0
@@ -25,7 +26,7 @@ def _data_arguments(p:argparse.ArgumentParser, data_help:str|None=None):
     p.add_argument("--label-col", default=None, help="CSV column with labels (default: the second)")
     p.add_argument("--fn-col", default=None, help="CSV column with file names (default: the first)")
     p.add_argument("--valid-col", default=None, help="CSV column marking validation rows (true/1/yes), e.g. is_valid")
-    p.add_argument("--task", default="auto", choices=["auto", "single_label", "multi_label", "multilabel"],
+    p.add_argument("--task", default="auto", choices=["auto", *task_names(aliases=True)], metavar="{auto," + ",".join(task_names()) + "}",
                    help="single_label (one class per image), multi_label (a set of labels per image: a CSV whose label "
                         "cells hold space-separated labels), or auto (default): multi-label when a CSV cell holds several labels")
     p.add_argument("--label-delim", default=" ", help="multi-label: what separates the labels in a CSV cell (default: a space)")
@@ -150,7 +151,7 @@ def _parser()->argparse.ArgumentParser:
 # %% ../nbs/90_cli.ipynb #956e9e39
 def config_from_args(a:argparse.Namespace)->TrainConfig:
     "The `TrainConfig` that `cvkit train` (or `cv`, `tune`, `lr-find`) arguments describe."
-    from cvkit.experiment import TrainConfig
+    from cvkit.config import TrainConfig
     threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
     return TrainConfig(data=a.data, task=a.task, arch=a.arch, pretrained=a.pretrained, weights=a.weights, size=a.size,
                        epochs=a.epochs, bs=a.bs, lr=a.lr, valid_pct=a.valid_pct, split=a.split, resize=a.resize,
@@ -162,11 +163,15 @@ def config_from_args(a:argparse.Namespace)->TrainConfig:
 
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
+    if not a.resume:          # the settings, then the data, checked before the training stack loads: a mistake answers at once
+        config = config_from_args(a); config.check()
+        from cvkit.config import read_config_items
+        items = read_config_items(config)
     from cvkit.experiment import train
     if a.resume:                                   # the run's own settings; options given here must agree with them
         given, default = asdict(config_from_args(a)), asdict(config_from_args(_parser().parse_args(["train"])))
         r = train(resume=a.resume, **{k: v for k, v in given.items() if v != default[k] and k != "out"})
-    else: r = train(config_from_args(a))
+    else: r = train(config, items=items)
     if not is_main_process(): return r.metrics         # rank 0 reports
     print(f"{r.evaluation.headline()}; training took {r.metrics['train_seconds']:.1f}s")
     print(f"wrote {r.out}/model.safetensors, cvkit.json, config.json, history.csv, metrics.json, confusion_matrix.png, training_curves.png"
@@ -228,7 +233,7 @@ def evaluate_command(a:argparse.Namespace):
     from cvkit.export import evaluate_model
     kw = {k: getattr(a, k) for k in ("fn_col", "label_col", "valid_col") if getattr(a, k) is not None}
     ev = evaluate_model(a.model, a.data, label_pattern=a.label_pattern, label_delim=a.label_delim, **kw)
-    table = ev.per_class(averages=True) if hasattr(ev, "per_class") else ev.per_label()
+    table = ev.table(averages=True)
     report = f"{ev.headline()}\n\n{table.to_string(float_format=lambda v: f'{v:.4f}')}\n"
     if ev.skipped: report += f"\n{len(ev.skipped)} images left out:\n" + "".join(f"  {f}: {why}\n" for f, why in ev.skipped)
     print(report, end="")

@@ -29,7 +29,7 @@ class TensorImageDataset:
     "Images held as one uint8 tensor (N, C, H, W) with their encoded targets; indexable like a fastai dataset."
     def __init__(self, images:torch.Tensor, labels:torch.Tensor, vocab:list[str], split_idx:int|None=None, task:Task|None=None):
         self.images, self.labels, self.vocab, self.split_idx = images, labels, list(vocab), split_idx
-        self.task = task or SingleLabel()
+        self.task = task or default_task()
     def __len__(self): return len(self.labels)
     @property
     def c(self)->int: return len(self.vocab)
@@ -49,7 +49,7 @@ class InMemoryDL(TfmdDL):
 @dataclass(kw_only=True)
 class DataSpec:
     "What a DataLoaders was built from; travels with the data to the learner, evaluation, export and prediction."
-    task:Task = field(default_factory=SingleLabel)  # what the targets are (`cvkit.tasks`)
+    task:Task = field(default_factory=default_task)  # what the targets are (`cvkit.tasks`)
     classes:list[str]                     # class (or label) names, in the order of the model's outputs
     size:int                              # image side in pixels after resizing
     resize_method:str = "squish"          # "squish", "crop" or "pad" (see `resize_image`)
@@ -90,7 +90,7 @@ class DataSpec:
     def from_meta(cls, meta:dict)->DataSpec:
         "The `DataSpec` an exported model was trained with (format 1 files: single-label)."
         none = meta.get("normalize", "data") == "none"
-        return cls(task=get_task(meta.get("task", "single_label")), classes=list(meta["classes"]), size=int(meta["size"]),
+        return cls(task=get_task(meta["task"]) if "task" in meta else default_task(), classes=list(meta["classes"]), size=int(meta["size"]),
                    resize_method=meta.get("resize_method", "squish"), normalize=meta.get("normalize", "data"),
                    mean=None if none else list(meta["mean"]), std=None if none else list(meta["std"]))
     def __repr__(self): return f"DataSpec({self.task.description}: {self.summary()}; normalise: {self.normalize})"
@@ -236,7 +236,7 @@ def image_dataloaders(
         dls = DataLoaders(dl(train_idx, True), dl(valid_idx, False), device=device)
     else:
         files = kept.files
-        get_y = (lambda i: labels[i]) if isinstance(task, SingleLabel) else (lambda i: list(labels[i]))
+        get_y = lambda i: task.fastai_target(labels[i])
         block = DataBlock(blocks=(ImageBlock, task.block(vocab)), get_x=lambda i: load_image(files[i]), get_y=get_y,
                           splitter=IndexSplitter(valid_idx),
                           item_tfms=Resize(size, method={"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}[resize_method],

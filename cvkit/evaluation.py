@@ -63,6 +63,7 @@ class Evaluation:
         "Row = true class, column = predicted class: counts, or fractions with `normalize` (True/'true': of each row, 'pred': of each column, 'all')."
         return sk_confusion_matrix(self.targets, self.preds, labels=range(len(self.classes)), normalize=_normalize_arg(normalize))
 
+    def table(self, averages:bool=True)->pd.DataFrame: return self.per_class(averages)   # every evaluation's per-class table
     def per_class(self, averages:bool=False)->pd.DataFrame:
         "Precision, recall, F1 and support of every class (scikit-learn), plus macro and weighted averages with `averages`."
         labels = range(len(self.classes))
@@ -123,8 +124,6 @@ def plot_confusion_matrix(
     cmap="Blues",
 ):
     "Draw the confusion matrix (counts, or fractions with `normalize`); return the figure."
-    if not hasattr(ev, "confusion_matrix"):
-        raise ConfigError(f"{type(ev).__name__} has no single confusion matrix; use its .plot() (multi-label: one per label)")
     norm = _normalize_arg(normalize)
     cm = ev.confusion_matrix(norm).astype(float)
     n = len(ev.classes)

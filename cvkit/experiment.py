@@ -10,8 +10,7 @@ from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from .core import *
 from .models import arch_spec
-from .tasks import MultiLabel, thresholds_for
-from .items import read_items
+from .config import TrainConfig, read_config_items
 from .images import typical_side
 from .data import image_dataloaders
 from .learner import cv_learner
@@ -25,61 +24,12 @@ from .distributed import data_parallel, process_device, per_process_batch, proce
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_SIDE', 'PHOTO_ARCH', 'MIN_TRANSFER_SIZE', 'MIN_STEPS', 'MAX_EPOCHS', 'MAX_STEPS', 'MIN_BATCHES',
-           'TrainConfig', 'ArchChoice', 'choose_arch', 'schedule_for', 'TrainPlan', 'training_plan', 'TrainResult',
-           'read_config_items', 'build_learner', 'check_writable', 'use_deterministic', 'training_phases',
-           'split_digest', 'checkpoint_folder', 'resume_config', 'train']
+           'ArchChoice', 'choose_arch', 'schedule_for', 'TrainPlan', 'training_plan', 'TrainResult', 'build_learner',
+           'check_writable', 'use_deterministic', 'training_phases', 'split_digest', 'checkpoint_folder',
+           'resume_config', 'train', 'TrainConfig', 'read_config_items']
 
-# %% ../nbs/13_experiment.ipynb #994d9faf
-@dataclass(kw_only=True)
-class TrainConfig:
-    "Everything `train` needs; `None` means the default chosen for the data (see `training_plan`)."
-    data:str|Path|None = None          # image folder, CSV, archive (None: the built-in digits)
-    task:str = "auto"                  # "single_label", "multi_label" or "auto" (from the data)
-    arch:str = "auto"                  # an architecture name, or "auto" (`choose_arch`)
-    pretrained:bool|None = None        # start from pretrained weights (None: the choice's default)
-    weights:str|None = None            # a pretrained weights file for `arch` (implies pretrained)
-    size:int|None = None               # image side in pixels
-    epochs:int|None = None             # training epochs (None: from the number of images, `schedule_for`; fine-tuning: one frozen epoch, then this many)
-    bs:int|None = None                 # batch size (None: from the number of images, `schedule_for`)
-    lr:float|None = None               # peak learning rate
-    lr_mult:float|None = None          # fine-tuning: how much slower the earliest layers learn than the head
-    valid_pct:float = 0.2              # validation fraction when the data has no fixed split
-    split:str = "auto"                 # "auto", "folder", "random" or "stratified"
-    resize:str = "squish"              # "squish", "crop" or "pad"
-    flip:bool|None = None              # mirror in augmentation (None: yes, except for the built-in digits)
-    augment:bool|str = True            # True, False or a preset name
-    label_smoothing:float|None = None  # single-label only (None: 0.1 from scratch, 0 when fine-tuning ImageNet weights)
-    wd:float|None = None               # weight decay (None: fastai's 0.01)
-    opt:str = "adam"                   # "adam" or "sgd"
-    precision:str = "auto"             # "auto", "fp32", "bf16" or "fp16"
-    device:str|None = None             # "cpu", "cuda", ... (None: the best available)
-    seed:int = 42                      # same seed, same split and result
-    threshold:float|str = "auto"       # multi-label decision threshold: a number, or "auto" (chosen on validation data)
-    per_label_threshold:bool = False   # multi-label, threshold "auto": one threshold per label
-    label_pattern:str|None = None      # read labels from file names with this regex
-    fn_col:str|None = None             # CSV column of file names (default: the first)
-    label_col:str|None = None          # CSV column of labels (default: the second)
-    valid_col:str|None = None          # CSV column marking validation rows
-    label_delim:str = " "              # multi-label: what separates labels in a CSV cell
-    audit:bool = False                 # audit the data first (`cvkit.audit`) and say what looks wrong; the data is never changed
-    checkpoints:int = 2                # with `out`: keep this many checkpoints in `out`/checkpoints, one per epoch (0: none); `resume` continues from them
-    deterministic:bool = False         # deterministic algorithms only: bit-identical reruns and resumes on a GPU too (slower there)
-    out:str|Path|None = None           # folder for the model, metrics and plots (None: write nothing)
-    def csv_kwargs(self)->dict:
-        return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
-    def check(self):
-        "Raise `ConfigError` for values that cannot work, before any data is read."
-        bad = [f"{n} must be at least 1, not {getattr(self, n)}" for n in ("epochs", "bs")
-               if getattr(self, n) is not None and getattr(self, n) < 1]
-        bad += [f"size must be at least {MIN_IMAGE_SIZE} (pixels), not {self.size}"] if self.size is not None and self.size < MIN_IMAGE_SIZE else []
-        bad += [f"valid_pct must be between 0 and 1, not {self.valid_pct}"] if not 0 < self.valid_pct < 1 else []
-        bad += [f"{n} must be positive, not {getattr(self, n)}" for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
-        bad += [f"wd must be 0 or more, not {self.wd}"] if self.wd is not None and self.wd < 0 else []
-        bad += [f"checkpoints must be 0 or more, not {self.checkpoints}"] if self.checkpoints < 0 else []
-        bad += [f"label_smoothing must be at least 0 and below 1, not {self.label_smoothing}"] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
-        bad += [f"threshold must be 'auto' or a number between 0 and 1, not {self.threshold!r}"] if self.threshold != "auto" and not (
-               isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
-        if bad: raise ConfigError("; ".join(bad))
+# %% ../nbs/13_experiment.ipynb #58a9f2e4
+_all_ = ["TrainConfig", "read_config_items"]     # defined in `cvkit.config`; `from cvkit.experiment import *` keeps giving them
 
 # %% ../nbs/13_experiment.ipynb #d6ad353a
 SMALL_IMAGE_SIDE = 64                  # images whose median shorter side is at most this are "small"
@@ -167,8 +117,7 @@ def training_plan(
     tuned = choice.pretrained
     imagenet = tuned and not spec.small_images
     lr_mult = config.lr_mult if config.lr_mult is not None else (3 if spec.small_images else 100) if tuned else None
-    smoothing = (config.label_smoothing if config.label_smoothing is not None
-                 else 0.0 if imagenet or isinstance(task, MultiLabel) else 0.1)
+    smoothing = config.label_smoothing if config.label_smoothing is not None else task.default_label_smoothing(imagenet)
     epochs, bs, why = schedule_for(n_train, 4 if builtin else 5, config.bs or (32 if imagenet else 64),   # a batch asked for: epochs to match
                                    0 if imagenet or builtin else MIN_STEPS, shrink=config.bs is None)
     if imagenet and n_train:
@@ -207,12 +156,6 @@ def _write_outputs(result:TrainResult, config:TrainConfig, out:Path):
     for name, fig in (("confusion_matrix.png", result.evaluation.plot()), ("training_curves.png", plot_history(result.history))):
         with atomic_write(out/name) as f: fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
-
-# %% ../nbs/13_experiment.ipynb #e743aa3b
-def read_config_items(config:TrainConfig):
-    "The labelled items `config` describes (the built-in digits when `config.data` is None)."
-    from cvkit.datasets import digits
-    return read_items(digits() if config.data is None else Path(config.data), config.label_pattern, config.task, **config.csv_kwargs())
 
 # %% ../nbs/13_experiment.ipynb #4969b1bd
 def _n_train(items, config:TrainConfig, valid_idx=None)->int:
@@ -365,9 +308,7 @@ def train(
         raise
     finally: learn.remove_cbs(cbs or [])
     ev = evaluate(learn)
-    if isinstance(dls.spec.task, MultiLabel):
-        if config.threshold == "auto": learn.threshold = ev.choose_threshold(config.per_label_threshold)
-        else: learn.threshold = ev.threshold = thresholds_for(float(config.threshold), ev.classes)
+    dls.spec.task.after_training(learn, ev, config.threshold, config.per_label_threshold)
     metrics = ev.to_dict() | {"task": dls.spec.task.name, "arch": learn.arch_name, "pretrained": plan.pretrained,
         "choice": plan.reason, "epochs": plan.epochs, "epochs_trained": len(history.rows), "lr": plan.lr, "lr_mult": plan.lr_mult,
         "bs": plan.bs, "size": dls.spec.size, "label_smoothing": plan.label_smoothing, "seed": config.seed, "precision": learn.precision.name,

@@ -15,7 +15,7 @@ from fastai.vision.all import Learner, create_vision_model, create_timm_model
 import cvkit
 from .core import *
 from .models import arch_spec
-from .tasks import Prediction, MultiLabelPrediction, MultiLabel, thresholds_for
+from .tasks import Prediction, MultiLabelPrediction
 from .data import DataSpec, load_image
 
 # %% auto #0
@@ -47,9 +47,7 @@ def export(
             "pretrained": pretrained, "weights": arch.weights if pretrained else None,
             "weights_sha256": hashlib.sha256(data).hexdigest(),   # ties the two files together: checked at load
             **spec.to_meta(), "preprocessing": _preprocessing_text(spec)}
-    if isinstance(spec.task, MultiLabel):
-        meta["threshold"] = thresholds_for(threshold if threshold is not None else getattr(learn, "threshold", None), spec.classes)
-        meta["output"] = "logits; the probability of each label is sigmoid(logit); a label is predicted at or above its threshold"
+    meta |= spec.task.export_meta(spec.classes, threshold if threshold is not None else getattr(learn, "threshold", None))
     save_json(meta, out/META_FILE)
     return out
 
@@ -177,7 +175,7 @@ def evaluate_model(
     probs = np.array([[p.probs[c] for c in classes] for p in preds])
     targets = task.encode([items.labels[i] for i in keep], classes).numpy()
     ev = task.evaluation(probs, targets, classes)
-    if getattr(model, "threshold", None) is not None and hasattr(ev, "threshold"): ev.threshold = model.threshold
+    if getattr(model, "threshold", None) is not None: ev.threshold = model.threshold   # a model with a decision threshold: judged by it
     ev.files, ev.skipped = [items.files[i] for i in keep], skipped
     return ev
 

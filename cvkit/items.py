@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from .core import *
-from .tasks import Task, SingleLabel, MultiLabel, get_task, detect_task
+from .tasks import Task, default_task, get_task, detect_task
 from .datasets import is_archive, extract_archive
 
 # %% auto #0
@@ -35,7 +35,7 @@ class Items:
     is_valid:list[bool]|None = None          # a fixed split (from folders or a CSV column), if the data has one
     skipped:list[tuple[Path,str]] = field(default_factory=list)   # (file, reason) for every file left out
     source:str = ""                          # where the items came from, for messages
-    task:Task = field(default_factory=SingleLabel)   # what the labels are (`cvkit.tasks`)
+    task:Task = field(default_factory=default_task)   # what the labels are (`cvkit.tasks`)
 
     def __len__(self): return len(self.files)
     @property
@@ -112,10 +112,9 @@ def _csv_task(task, raw:list[str], label_delim:str, src:str)->Task:
     "The task of a CSV's label column: as given, or detected from its cells (and said in one line)."
     if task == "auto":
         task, why = detect_task(raw, label_delim)
-        if isinstance(task, MultiLabel): log.info(f"{src}: {why}")   # single-label is the default: nothing to say
+        if not task.default: log.info(f"{src}: {why}")   # the default task goes without saying
         return task
-    task = get_task(task)
-    return MultiLabel(label_delim) if isinstance(task, MultiLabel) else task
+    return get_task(task).with_delimiter(label_delim)
 
 MISSING_WORDS = ("NA", "N/A", "#N/A", "NaN", "nan", "None", "none", "null", "NULL")   # labels that often mean "no value"
 
@@ -265,6 +264,6 @@ def read_items(
     if csv is not None: return items_from_csv(csv, task=task, **csv_kwargs)
     if p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".txt"): return items_from_csv(p, task=task, **csv_kwargs)
     if p.is_file(): raise DataError(f"{p} is a file, but not a CSV or a supported archive")
-    if task != "auto" and not isinstance(get_task(task), SingleLabel):
+    if task != "auto" and not get_task(task).one_class_per_item:
         raise ConfigError(f"{p}: a folder per class holds single-label data; give {get_task(task).description} as a CSV of file,labels rows")
     return items_from_regex(p, label_pattern) if label_pattern else items_from_folder(p)

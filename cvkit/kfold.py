@@ -196,7 +196,7 @@ def cross_validate(
         histories.append(r.history)
     with np.errstate(invalid="ignore"): oof = probs_sum/seen[:, None]
     oof[seen == 0] = np.nan
-    metric = "accuracy" if "accuracy" in rows[0] else "macro_f1"
+    metric = items.task.score
     res = CVResult(pd.DataFrame(rows), metric, list(items.files), list(items.labels), list(classes), items.task, oof, fold_of,
                    histories, {kk: (str(v) if isinstance(v, Path) else v) for kk, v in asdict(config).items()}
                    | {"k": k, "stratified": stratified, "repeats": repeats, "grouped": groups is not None, "fold_seed": seed},
@@ -230,7 +230,7 @@ def load_cv(path:str|Path)->CVResult:
     meta = json.loads((path/"cv.json").read_text())
     oof = pd.read_csv(path/"oof.csv", keep_default_na=False, na_values=[""], dtype={"file": str, "label": str})
     task = get_task(meta["task"])
-    labels = [tuple(l.split()) if task.name == "multi_label" else l for l in oof["label"]]
+    labels = [task.parse(l if isinstance(l, str) else "", f"{path/'oof.csv'}, row {i + 2}") for i, l in enumerate(oof["label"])]
     probs = oof[[f"prob_{c}" for c in meta["classes"]]].to_numpy(dtype=float)
     hist = sorted(path.glob("history_*.csv"), key=lambda p: int(p.stem.split("_")[1]))
     return CVResult(pd.read_csv(path/"folds.csv"), meta["metric"], [Path(f) for f in oof["file"]], labels, meta["classes"], task,

@@ -4,12 +4,12 @@
 
 # %% ../nbs/13e_label_issues.ipynb #676c63ec
 from __future__ import annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .core import *
-from .tasks import get_task
+from .tasks import get_task, default_task, task_of_labels
 from .cleaner import CleaningPlan
 from .audit import data_root
 from fastcore.basics import patch
@@ -23,7 +23,7 @@ class LabelIssues:
     "Suspected label errors and outliers: one row per image that has an out-of-fold prediction."
     table:pd.DataFrame                 # file, label, suggested, label_quality, p_label, p_suggested, issue, outlier_score, outlier
     classes:list                       # the class names
-    task:str = "single_label"          # the data's task
+    task:str = field(default_factory=lambda: default_task().name)   # the data's task (its name)
     root:Path|None = None              # the dataset folder (for the Cleaner)
     accuracy:float = float("nan")      # how often the out-of-fold prediction agrees with the given label
     in_folders:bool = True             # the data is a folder per class (what relabelling by moving files can change)
@@ -69,12 +69,12 @@ def label_issues(
         if isinstance(cv, (str, Path)):
             from cvkit.kfold import load_cv
             cv = load_cv(cv)
-        probs, labels, files, classes, task = cv.oof_probs, cv.labels, cv.files, list(cv.classes), cv.task.name
+        probs, labels, files, classes, task = cv.oof_probs, cv.labels, cv.files, list(cv.classes), cv.task
     else:
         if probs is None or labels is None: raise ConfigError("give a cross-validation result, or probs= and labels=")
-        task = "multi_label" if len(labels) and isinstance(labels[0], (tuple, list)) else "single_label"
-        classes = list(classes) if classes is not None else sorted({l for v in labels for l in (v if task == "multi_label" else [v])})
-    probs, multi = np.asarray(probs, dtype=float), task == "multi_label"
+        task = task_of_labels(labels)
+        classes = list(classes) if classes is not None else task.classes(list(labels))
+    probs, multi = np.asarray(probs, dtype=float), not task.one_class_per_item   # label sets: cleanlab's multi-label mode
     files = list(files) if files is not None else [None]*len(labels)
     if probs.shape != (len(labels), len(classes)):
         raise ConfigError(f"probs has shape {probs.shape}; expected {len(labels)} images × {len(classes)} classes")
@@ -89,7 +89,7 @@ def label_issues(
     agree = float(np.mean([set(a) == set(b) if multi else a == b
                            for a, b in zip(table["label"], table["suggested"] if multi else [classes[i] for i in p.argmax(1)])]))
     in_folders = not multi and all(f is not None and Path(f).parent.name == l for f, l in zip(table["file"], table["label"]))
-    return LabelIssues(table, classes, task, Path(root) if root else None, agree, in_folders)
+    return LabelIssues(table, classes, task.name, Path(root) if root else None, agree, in_folders)
 
 # %% ../nbs/13e_label_issues.ipynb #1cbfb9ab
 def _single_label_table(p:np.ndarray, given:np.ndarray, flagged:np.ndarray, classes:list, outliers:float)->pd.DataFrame:

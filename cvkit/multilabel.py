@@ -74,6 +74,9 @@ class MultiLabelEvaluation:
         "Mean over labels (that occur in the data) of the average precision."
         has = self.targets.sum(0) > 0
         return float(average_precision_score(self.targets[:, has], self.probs[:, has], average="macro")) if has.any() else float("nan")
+    def table(self, averages:bool=True)->pd.DataFrame: return self.per_label(averages)   # every evaluation's per-class table
+    def confusion_matrix(self, normalize=False):
+        raise ConfigError(f"{type(self).__name__} has no single confusion matrix; use its .plot() (multi-label: one per label)")
     def per_label(self, averages:bool=False)->pd.DataFrame:
         "Precision, recall, F1, average precision, support and threshold of every label; macro and micro averages with `averages`."
         return per_label_table(self, averages)
@@ -94,7 +97,7 @@ class MultiLabelEvaluation:
     def to_dict(self)->dict:
         "Everything as plain JSON-ready values (for `metrics.json`)."
         pl = self.per_label()
-        return {"task": "multi_label", "n_items": int(len(self.targets)), "classes": self.classes,
+        return {"task": MultiLabel.name, "n_items": int(len(self.targets)), "classes": self.classes,
                 "macro_f1": self.macro_f1, "map": self.mean_average_precision, "exact_match": self.exact_match,
                 "label_accuracy": self.label_accuracy, "thresholds": self.threshold, "tta": self.tta,
                 "per_label": {c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()} for c, row in pl.iterrows()},

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from .core import *
 from .callbacks import plot_history
+from .tasks import get_task, default_task
 
 # %% auto #0
 __all__ = ['RUN_COLUMNS', 'Run', 'load_run', 'list_runs', 'RunComparison', 'compare_runs']
@@ -27,10 +28,9 @@ class Run:
     def name(self)->str: return self.path.name
     @property
     def score(self)->tuple[str, float]:
-        "The run's headline metric: (name, value): accuracy, or macro F1 for multi-label runs."
-        for k in ("accuracy", "macro_f1"):
-            if k in self.metrics: return k, float(self.metrics[k])
-        return "", float("nan")
+        "The run's headline metric, the one its task ranks by: (name, value), e.g. accuracy, or macro F1 for multi-label runs."
+        k = (get_task(self.metrics["task"]) if "task" in self.metrics else default_task()).score
+        return (k, float(self.metrics[k])) if k in self.metrics else ("", float("nan"))
     def plot(self, ax=None): return plot_history(self.history, ax=ax, title=self.name)
     def __repr__(self):
         k, v = self.score

@@ -82,7 +82,7 @@ def default_space(
     else:                                   # ImageNet fine-tuning: at MIN_TRANSFER_SIZE or more, up to the weights' size
         space |= {"arch": [plan.arch], "pretrained": plan.pretrained, "lr": (1e-4, 1e-2), "epochs": (2, max(6, e)),
                   "size": sorted({size} | {s for s in (160, 192, 224) if MIN_TRANSFER_SIZE <= s <= max(size, 224)})}
-    if items.task.name == "multi_label": space.pop("label_smoothing")
+    for field in items.task.unused_fields: space.pop(field, None)      # e.g. label smoothing, for multi-label data
     return space
 
 
@@ -298,7 +298,7 @@ def tune(
     # one fixed split for every trial: the config's split of these items
     from cvkit.split import split_indices
     _, valid_idx = split_indices(items.task.strata(items.labels), config.valid_pct, config.split, items.is_valid, config.seed)
-    metric = "macro_f1" if items.task.name == "multi_label" else "accuracy"
+    metric = items.task.score
     if done < trials:
         study.optimize(_objective(config, items, space, metric, valid_idx), n_trials=trials - done, timeout=timeout,
                        callbacks=[MaxTrialsCallback(trials, states=done_states)], gc_after_trial=True)

@@ -17,8 +17,8 @@ def _fastai():
 from .core import *
 
 # %% auto #0
-__all__ = ['TASKS', 'Prediction', 'MultiLabelPrediction', 'Task', 'SingleLabel', 'MultiLabel', 'thresholds_for', 'get_task',
-           'detect_task']
+__all__ = ['TASKS', 'Prediction', 'MultiLabelPrediction', 'Task', 'SingleLabel', 'MultiLabel', 'thresholds_for', 'register_task',
+           'default_task', 'task_names', 'task_of_labels', 'get_task', 'detect_task']
 
 # %% ../nbs/01a_tasks.ipynb #e74b510e
 @dataclass
@@ -72,6 +72,17 @@ class Task:
         module, name = self.evaluation_type.split(":")
         return getattr(importlib.import_module(module), name)
     def counts(self, labels:list)->str: raise NotImplementedError             # "10 classes" / "6 labels, 1.8 per image"
+    # What training, search, cross-validation, export and the command line ask of a task, instead of asking which it is:
+    score:str = ""                 # the metric that ranks runs, folds and trials (higher is better)
+    default:bool = False           # the task assumed when nothing says otherwise (detecting it is not worth a line)
+    one_class_per_item:bool = False  # one class per image: a folder per class can hold it, classical baselines can fit it
+    unused_fields:tuple = ()       # `TrainConfig` fields that do not apply to this task (a search leaves them out)
+    def with_delimiter(self, delimiter:str)->Task: return self     # the task reading label cells split by `delimiter`
+    def fastai_target(self, label): return label                   # an item's target as fastai's `DataBlock` reads it
+    def default_label_smoothing(self, imagenet:bool)->float: return 0.0   # when the config leaves it to the data
+    def after_training(self, learn, ev, threshold="auto", per_label:bool=False): pass   # settle what training leaves open
+    def export_meta(self, classes:list[str], threshold=None)->dict: return {}           # cvkit.json fields of this task
+    def accepts(self, label)->bool: raise NotImplementedError       # is `label` (already parsed) this task's kind of target?
     def __repr__(self): return f"{type(self).__name__}()"
     def __eq__(self, other): return type(self) is type(other)
     def __hash__(self): return hash(type(self))
@@ -81,6 +92,10 @@ class SingleLabel(Task):
     "One class per image: softmax, cross-entropy, accuracy; the prediction is the most probable class."
     name, description = "single_label", "single-label classification"
     evaluation_type = "cvkit.evaluation:Evaluation"
+    score, default, one_class_per_item = "accuracy", True, True
+    def default_label_smoothing(self, imagenet):
+        return 0.0 if imagenet else 0.1      # from scratch, smoothing helps; fine-tuned ImageNet features are already calm
+    def accepts(self, label): return not isinstance(label, (tuple, list, set))
     def parse(self, raw:str, where:str=""):
         label = "" if raw is None else str(raw).strip()
         if not label: raise DataError(f"{where} has no label; give every row a label (or remove the row)")
@@ -118,7 +133,18 @@ class MultiLabel(Task):
     "Any set of labels per image: sigmoid per label, binary cross-entropy; labels at or above a threshold are predicted."
     name, description = "multi_label", "multi-label classification"
     evaluation_type = "cvkit.multilabel:MultiLabelEvaluation"
+    score, unused_fields = "macro_f1", ("label_smoothing",)
     def __init__(self, delimiter:str=" "): self.delimiter = delimiter   # between labels in a CSV cell
+    def with_delimiter(self, delimiter): return MultiLabel(delimiter)
+    def fastai_target(self, label): return list(label)
+    def accepts(self, label): return isinstance(label, (tuple, list, set))
+    def after_training(self, learn, ev, threshold="auto", per_label=False):
+        "Choose the decision threshold on the validation predictions (`threshold=\"auto\"`) or set the one given; export keeps it."
+        if threshold == "auto": learn.threshold = ev.choose_threshold(per_label)
+        else: learn.threshold = ev.threshold = thresholds_for(float(threshold), ev.classes)
+    def export_meta(self, classes, threshold=None):
+        return {"threshold": thresholds_for(threshold, classes),
+                "output": "logits; the probability of each label is sigmoid(logit); a label is predicted at or above its threshold"}
     def parse(self, raw, where=""):
         text = "" if raw is None else str(raw)
         return tuple(sorted({l.strip() for l in text.split(self.delimiter or None) if l.strip()}))
@@ -175,9 +201,30 @@ def thresholds_for(
     return dict(zip(vocab, map(float, threshold)))
 
 # %% ../nbs/01a_tasks.ipynb #981f66ce
-TASKS = {"single_label": SingleLabel, "multi_label": MultiLabel}
-_TASK_ALIASES = {"single": "single_label", "single-label": "single_label", "classification": "single_label",
-                 "multilabel": "multi_label", "multi-label": "multi_label", "multi": "multi_label"}
+TASKS, _TASK_ALIASES = {}, {}
+
+def register_task(cls:type, *aliases:str)->type:
+    "Make the `Task` subclass `cls` known by its `name` (and `aliases`) to `get_task`, the command line and saved runs."
+    TASKS[cls.name] = cls
+    _TASK_ALIASES.update({a: cls.name for a in aliases})
+    return cls
+
+register_task(SingleLabel, "single", "single-label", "classification")
+register_task(MultiLabel, "multilabel", "multi-label", "multi")
+
+def default_task()->Task:
+    "The task assumed when nothing says otherwise (one class per image)."
+    return next(cls() for cls in TASKS.values() if cls.default)
+
+def task_names(aliases:bool=False)->list[str]:
+    "The names `get_task` accepts: the registered tasks' (and, with `aliases`, their other spellings)."
+    return [*TASKS, *(_TASK_ALIASES if aliases else [])]
+
+def task_of_labels(labels:list)->Task:
+    "The task whose kind of target `labels` (already parsed: a class, a tuple of labels, ...) are."
+    kinds = [cls() for cls in TASKS.values() if len(labels) and cls().accepts(labels[0])]
+    if not kinds: raise ConfigError(f"no task takes labels such as {labels[0]!r}" if len(labels) else "no labels given")
+    return kinds[0]
 
 def get_task(task:str|Task)->Task:
     "The `Task` for a name (`single_label`, `multi_label`, or an alias such as `multilabel`) or a `Task` itself."
