@@ -2,7 +2,7 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: venv browser demo test test-slow test-notebooks test-pytest check-export lab bench figures clean
+.PHONY: venv browser demo test test-slow test-notebooks test-pytest check-export lint-imports lab bench figures clean
 
 venv:
 	@bash tools/venv.sh
@@ -16,15 +16,19 @@ demo: venv
 	$(BIN)/cvkit train --out cvkit-out/digits
 
 ## Everything CI runs: exported code in sync with the notebooks, every notebook, pytest.
-test: venv check-export test-notebooks test-pytest
+test: venv check-export lint-imports test-notebooks test-pytest
 
 ## The cells flagged `#| slow` (longer searches, retraining the bundled backbones): every notebook that has some, with them.
-SLOW_NOTEBOOKS = $(shell grep -l '"\#| slow' nbs/*.ipynb nbs/tutorials/*.ipynb)
+SLOW_NOTEBOOKS = $(shell grep -l '"\#| slow' nbs/*.ipynb nbs/tutorials/*.ipynb nbs/maintainers/*.ipynb)
 test-slow: venv
 	@for nb in $(SLOW_NOTEBOOKS); do echo "== $$nb (with its #| slow cells)"; $(BIN)/nbdev-test --flags slow --timing $$nb || exit 1; done
 
 check-export: venv
 	@bash tools/check_export.sh
+
+## The layers of pyproject.toml's [tool.importlinter]: no module imports from a later step of the workflow, no circles.
+lint-imports: venv
+	$(BIN)/lint-imports --no-cache
 
 ## Notebooks and pytest files run TEST_WORKERS at a time, each on TEST_THREADS torch threads: on 2 cores, one thread
 ## each ran two tutorials side by side in 65 s against 136 s with torch's default of one thread per core (oversubscribed).

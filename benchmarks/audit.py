@@ -43,8 +43,8 @@ import pandas as pd
 from PIL import Image, ImageFilter
 import cvkit
 from cvkit.core import save_json, log
-from cvkit.audit import audit
-from cvkit.label_issues import label_issues
+from cvkit.audit.checks import audit
+from cvkit.experiment.label_issues import label_issues
 from _shared import SHARED, cifar_subset
 
 
@@ -278,8 +278,8 @@ def score_blur(report, truth:dict, seconds:float)->dict:
 
 def part_blur(a)->dict:
     "Blurred photos among real ones: the blur check before (Laplacian sharpness) and now, on the same folders, side by side."
-    import cvkit.audit as audit_module
-    from cvkit.audit import AuditThresholds
+    import cvkit.audit.checks as audit_module
+    from cvkit.audit.checks import AuditThresholds
     work = Path(tempfile.mkdtemp(prefix="cvkit-audit-blur-"))
     sizes = [int(s) for s in str(a.blur_sizes).split(",")]
     out, rows = {}, []
@@ -351,8 +351,8 @@ def score_filters(name:str, model:str, moved:dict, **source)->list[dict]:
 
 def part_labels(a)->dict:
     from cvkit.datasets import digits
-    from cvkit.experiment import TrainConfig
-    from cvkit.kfold import cross_validate
+    from cvkit.experiment.config import TrainConfig
+    from cvkit.experiment.kfold import cross_validate
     rng = np.random.default_rng(a.seed)
     work = Path(tempfile.mkdtemp(prefix="cvkit-labels-bench-"))
     rows, models = [], {}
@@ -365,9 +365,9 @@ def part_labels(a)->dict:
     from sklearn.model_selection import cross_val_predict, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from cvkit.items import read_items
-    from cvkit.images import decode_images
-    from cvkit.baselines import Embedder
+    from cvkit.data.items import read_items
+    from cvkit.data.images import decode_images
+    from cvkit.models.classical import Embedder
     moved = flip_labels(cifar_subset("test", a.n//10), work/"cifar", a.flip, rng)
     items = read_items(work/"cifar")
     arrays, _ = decode_images(items.files, 32)

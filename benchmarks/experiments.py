@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 import cvkit
 from cvkit.core import default_device, device_name, save_json, log
-from cvkit.experiment import TrainConfig
-from cvkit.kfold import cross_validate
-from cvkit.baselines import classical_baselines
-from cvkit.search import tune, default_space
+from cvkit.experiment.config import TrainConfig
+from cvkit.experiment.kfold import cross_validate
+from cvkit.experiment.baselines import classical_baselines
+from cvkit.experiment.search import tune, default_space
 
 from _shared import cifar_subset
 

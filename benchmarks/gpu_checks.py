@@ -14,7 +14,7 @@ Through cvkit's public API (`digits`, `image_dataloaders`, `cv_learner`, `run_ph
   CUDA the mixed-precision runs are skipped (with the reason) and only fp32 runs.
 - **resume** (`resume_bf16`, ...): for each precision trained, the same training is stopped in the middle of an
   epoch (as Ctrl-C would: a mid-epoch checkpoint) and a fresh learner resumes it. With `--deterministic`
-  (`cvkit.experiment.use_deterministic`, as `cvkit train --deterministic`) the resumed run must equal the
+  (`cvkit.experiment.training.use_deterministic`, as `cvkit train --deterministic`) the resumed run must equal the
   uninterrupted one bit for bit: every weight and buffer, the per-epoch history (losses, accuracy, learning
   rate) and the final validation probabilities. Without it, the distances are reported (largest weight and
   probability differences, accuracy and loss differences), and only an accuracy difference over
@@ -45,14 +45,14 @@ import torch
 import cvkit
 from cvkit.core import save_json
 from cvkit.datasets import digits
-from cvkit.data import image_dataloaders
-from cvkit.learner import cv_learner
-from cvkit.lr_find import find_lr
+from cvkit.data.loaders import image_dataloaders
+from cvkit.train.learner import cv_learner
+from cvkit.train.lr_find import find_lr
 from cvkit.export import export, load_model
-from cvkit.interpret import evaluate
-from cvkit.callbacks import TrainingHistory, SaveBest, EarlyStopping, WeightAveraging
-from cvkit.checkpoint import CheckpointFolder, TrainingInterrupted, load_checkpoint, run_phases, one_cycle_phases
-from cvkit.experiment import use_deterministic
+from cvkit.eval.interpret import evaluate
+from cvkit.train.callbacks import TrainingHistory, SaveBest, EarlyStopping, WeightAveraging
+from cvkit.train.checkpoint import CheckpointFolder, TrainingInterrupted, load_checkpoint, run_phases, one_cycle_phases
+from cvkit.experiment.training import use_deterministic
 from fastai.learner import Callback
 
 MIXED = ("bf16", "fp16")
@@ -133,7 +133,7 @@ def scaler_problems(precision:str, states:list)->list[str]:
 
 def run_record(learn, ev)->dict:
     "What two runs are compared on: every weight and buffer, the per-epoch history (without its seconds), the final evaluation."
-    from cvkit.callbacks import unwrap_model
+    from cvkit.train.callbacks import unwrap_model
     rows = [{k: v for k, v in r.items() if k != "seconds"} for r in learn.training_history.rows]
     return {"weights": {k: v.detach().to("cpu", copy=True) for k, v in unwrap_model(learn.model).state_dict().items()},
             "history": rows, "accuracy": float(ev.accuracy), "probs": np.asarray(ev.probs, dtype=np.float64)}

@@ -18,9 +18,9 @@ import torch
 import fastai
 from cvkit.core import log, device_name, save_json
 from cvkit.datasets import digits
-from cvkit.data import image_dataloaders
-from cvkit.learner import cv_learner
-from cvkit.lr_find import find_lr, compare_lrs
+from cvkit.data.loaders import image_dataloaders
+from cvkit.train.learner import cv_learner
+from cvkit.train.lr_find import find_lr, compare_lrs
 
 RULES = ("valley", "recommended", "slide", "minimum", "steep")   # valley: fastai's default; recommended: cvkit's
 

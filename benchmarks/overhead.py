@@ -31,10 +31,12 @@ from fastai.vision.all import (ImageDataLoaders, Learner, accuracy, Callback, Pr
                                CrossEntropyLossFlat)
 from cvkit.core import log, default_device, device_name, seed_everything, choose_precision
 from cvkit.core import save_json
-from cvkit.data import image_dataloaders, items_from_folder, decode_images
+from cvkit.data.loaders import image_dataloaders
+from cvkit.data.items import items_from_folder
+from cvkit.data.images import decode_images
 from cvkit.datasets import digits
-from cvkit.learner import cv_learner
-from cvkit.models import small_resnet
+from cvkit.train.learner import cv_learner
+from cvkit.models.architectures import small_resnet
 
 from _shared import cifar_subset
 

@@ -17,8 +17,8 @@ from fastai.vision.all import (ImageDataLoaders, vision_learner, resnet18, accur
                                ProgressCallback, noop)
 from cvkit.datasets import digits
 from cvkit.core import save_json
-from cvkit.data import image_dataloaders
-from cvkit.learner import cv_learner
+from cvkit.data.loaders import image_dataloaders
+from cvkit.train.learner import cv_learner
 from cvkit.core import log, default_device, device_name
 
 class EpochTimes(Callback):

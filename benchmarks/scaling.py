@@ -72,7 +72,7 @@ def main():
         if len(stamps) == 2: break
     time.sleep(0.5*(stamps[1] - stamps[0]))                           # half an epoch into the third
     proc.send_signal(signal.SIGKILL); proc.wait()
-    from cvkit.checkpoint import CheckpointFolder
+    from cvkit.train.checkpoint import CheckpointFolder
     state, path = CheckpointFolder(work/"killed"/"checkpoints").latest()
     run("train", "--resume", work/"killed", env=env)
     resumed = metrics(work/"killed")

@@ -1,4 +1,4 @@
-"""CIFAR-10 speedrun: cvkit's speed recipe (`cvkit.recipes`) beside airbench94, on the same machine and data.
+"""CIFAR-10 speedrun: cvkit's speed recipe (`cvkit.experiment.recipes`) beside airbench94, on the same machine and data.
 
 On a GPU the recipe trains for its epochs (default 10, batch 1024, `speed_net` widths 64/256/256) `--runs`
 times after one warm-up run. The script reports the median training time, the test accuracy with and without
@@ -25,7 +25,7 @@ import torch
 from cvkit.core import log, default_device, device_name
 from cvkit.core import save_json
 from cvkit.datasets import extract_archive, is_archive
-from cvkit.recipes import SpeedRecipe, speed_dataloaders, speed_run
+from cvkit.experiment.recipes import SpeedRecipe, speed_dataloaders, speed_run
 
 SHARED = Path(__file__).resolve().parents[2]/"shared"/"data"
 AIRBENCH94_PUBLISHED = {"seconds": 3.83, "accuracy": 0.9401, "device": "NVIDIA A100-SXM4-80GB"}

@@ -28,10 +28,11 @@ from fastai.vision.all import (ImageDataLoaders, vision_learner, Callback, Progr
                                RandomResizedCrop, Flip, Normalize, imagenet_stats, CrossEntropyLossFlat)
 from cvkit.core import log, default_device, device_name, seed_everything
 from cvkit.core import save_json
-from cvkit.augment import Augmentation
-from cvkit.data import image_dataloaders, items_from_folder, Items
+from cvkit.augment.transforms import Augmentation
+from cvkit.data.loaders import image_dataloaders
+from cvkit.data.items import items_from_folder, Items
 from cvkit.datasets import extract_archive, is_archive
-from cvkit.learner import cv_learner
+from cvkit.train.learner import cv_learner
 
 SHARED = Path(__file__).resolve().parents[2]/"shared"/"data"
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}

@@ -25,7 +25,7 @@ side on the same data, split and number of epochs and steps (batch 32): efficien
 ImageNet weights, small_resnet from scratch, and the bundled CIFAR-10 backbone cifar_resnet fine-tuned. Two sets of
 real photos: ants vs bees (above) and the playing cards of ../shared/data/pinochle_cards.tar.gz cropped to their
 boxes (about 140 px, 6 ranks; up to `--cards-per-class` training crops per rank, the original train/test split of
-the photos). The figures are what `choose_arch` reads (`MIN_TRANSFER_SIZE` in cvkit.experiment). A run adds its rows to
+the photos). The figures are what `choose_arch` reads (`MIN_TRANSFER_SIZE` in cvkit.experiment.training). A run adds its rows to
 the JSON file of earlier runs with the same epochs and batch (`--sets ants` now, `--sets cards` later), and the
 file is rewritten (atomically) after every run, so a stopped benchmark keeps what it measured. `--smoke` runs a
 tiny version in seconds (size 32, 2 epochs, a few images) to check the script.
@@ -41,8 +41,8 @@ import torch
 from cvkit.core import log, device_name, default_device
 from cvkit.core import save_json
 from cvkit.datasets import extract_archive
-from cvkit.data import VALID_FOLDER_NAMES
-from cvkit.models import arch_spec, pretrained_state_dict
+from cvkit.data.items import VALID_FOLDER_NAMES
+from cvkit.models.registry import arch_spec, pretrained_state_dict
 from cvkit.cli import main as cvkit_main
 
 DATA = Path(__file__).resolve().parents[2]/"shared"/"data"/"hymenoptera.tar"
@@ -114,7 +114,8 @@ def photo_subset(root:Path, per_class:int, dest:Path)->Path:
 
 def size_run(data:Path, arch:str, pretrained:bool, size:int, epochs:int, bs:int, seed:int)->dict:
     "One `train` at `size`: `epochs` in all (fine-tuning: one frozen, then the rest), batch `bs`; accuracy, losses, seconds."
-    from cvkit.experiment import train, TrainConfig
+    from cvkit.experiment.training import train
+    from cvkit.experiment.config import TrainConfig
     cfg = TrainConfig(data=data, arch=arch, pretrained=pretrained, size=size, bs=bs, seed=seed,
                       epochs=epochs - 1 if pretrained else epochs)
     with contextlib.redirect_stdout(io.StringIO()): r = train(cfg)
@@ -126,8 +127,8 @@ def size_run(data:Path, arch:str, pretrained:bool, size:int, epochs:int, bs:int,
 
 def sizes_main(a):
     "The sizes mode: every set-up at every size on both photo sets, side by side; print a table, write the JSON."
-    from cvkit.images import typical_side
-    from cvkit.items import read_items
+    from cvkit.data.images import typical_side
+    from cvkit.data.items import read_items
     if a.smoke: a.sizes, a.epochs, a.seeds = [32], 2, [42]
     sizes, epochs = a.sizes or [32, 48, 64, 96, 128], a.epochs or 6
     for f in (DATA, CARDS):

@@ -151,7 +151,7 @@ def _parser()->argparse.ArgumentParser:
 # %% ../nbs/90_cli.ipynb #956e9e39
 def config_from_args(a:argparse.Namespace)->TrainConfig:
     "The `TrainConfig` that `cvkit train` (or `cv`, `tune`, `lr-find`) arguments describe."
-    from cvkit.config import TrainConfig
+    from cvkit.experiment.config import TrainConfig
     threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
     return TrainConfig(data=a.data, task=a.task, arch=a.arch, pretrained=a.pretrained, weights=a.weights, size=a.size,
                        epochs=a.epochs, bs=a.bs, lr=a.lr, valid_pct=a.valid_pct, split=a.split, resize=a.resize,
@@ -165,9 +165,9 @@ def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     if not a.resume:          # the settings, then the data, checked before the training stack loads: a mistake answers at once
         config = config_from_args(a); config.check()
-        from cvkit.config import read_config_items
+        from cvkit.experiment.config import read_config_items
         items = read_config_items(config)
-    from cvkit.experiment import train
+    from cvkit.experiment.training import train
     if a.resume:                                   # the run's own settings; options given here must agree with them
         given, default = asdict(config_from_args(a)), asdict(config_from_args(_parser().parse_args(["train"])))
         r = train(resume=a.resume, **{k: v for k, v in given.items() if v != default[k] and k != "out"})
@@ -181,7 +181,7 @@ def train_command(a:argparse.Namespace)->dict:
 # %% ../nbs/90_cli.ipynb #e3732be0
 def cv_command(a:argparse.Namespace):
     "Run `cvkit cv`: cross-validate the config the arguments describe; print each fold and the mean ± std."
-    from cvkit.kfold import cross_validate
+    from cvkit.experiment.kfold import cross_validate
     config = config_from_args(a)
     res = cross_validate(config, k=a.folds, stratified=not a.no_stratify, repeats=a.repeats, groups=a.group_col, out=a.out)
     print(res.folds.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -194,8 +194,8 @@ FIXABLE = ("arch", "size", "epochs", "bs", "lr", "label_smoothing", "wd")
 
 def tune_command(a:argparse.Namespace):
     "Run `cvkit tune`: search the default space, minus the training options fixed on the command line."
-    from cvkit.search import tune, default_space
-    from cvkit.experiment import read_config_items
+    from cvkit.experiment.search import tune, default_space
+    from cvkit.experiment.config import read_config_items
     config = config_from_args(a)
     space = default_space(config, read_config_items(config))
     fixed = [k for k in FIXABLE if getattr(config, k) not in (None, "auto")] + (["augment"] if a.no_augment else [])
@@ -211,8 +211,8 @@ def tune_command(a:argparse.Namespace):
 def lr_find_command(a:argparse.Namespace):
     "Run `cvkit lr-find`: the LR range test on the learner `cvkit train` would build; print the suggestions, save the plot."
     import matplotlib.pyplot as plt
-    from cvkit.experiment import build_learner
-    from cvkit.lr_find import find_lr
+    from cvkit.experiment.training import build_learner
+    from cvkit.train.lr_find import find_lr
     config = config_from_args(a)
     learn, plan = build_learner(config)
     res = find_lr(learn, seed=config.seed)
@@ -249,7 +249,7 @@ def evaluate_command(a:argparse.Namespace):
 # %% ../nbs/90_cli.ipynb #2b27fa23
 def runs_command(a:argparse.Namespace):
     "Run `cvkit runs`: one line per run under a folder, best first."
-    from cvkit.runs import list_runs
+    from cvkit.experiment.runs import list_runs
     df = list_runs(a.dir)
     if not len(df): print(f"no runs under {a.dir} (a run is a folder with metrics.json, written by cvkit train --out)"); return df
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
@@ -258,8 +258,8 @@ def runs_command(a:argparse.Namespace):
 # %% ../nbs/90_cli.ipynb #2fdffe50
 def audit_command(a:argparse.Namespace):
     "Run `cvkit audit`: print the summary and the worst findings of each check; write the HTML and JSON reports."
-    from cvkit.audit import audit
-    from cvkit.experiment import TrainConfig, read_config_items
+    from cvkit.audit.checks import audit
+    from cvkit.experiment.config import TrainConfig, read_config_items
     items = read_config_items(TrainConfig(data=a.data, task=a.task, label_pattern=a.label_pattern, fn_col=a.fn_col,
                                           label_col=a.label_col, valid_col=a.valid_col, label_delim=a.label_delim))
     report = audit(items, checks=a.checks.split(",") if a.checks else None, valid_pct=a.valid_pct, split=a.split, seed=a.seed)
@@ -272,7 +272,7 @@ def audit_command(a:argparse.Namespace):
             print(f"  {where}\t{r['score']:.3f}\t{r['detail']}" + (f"\t(copy: {report.relative(r['other'])})" if isinstance(r["other"], (str, Path)) else ""))
         if n > a.top: print(f"  ... and {n - a.top} more")
     if a.labels:
-        from cvkit.label_issues import label_issues
+        from cvkit.experiment.label_issues import label_issues
         found = label_issues(a.labels)
         print(f"\n{found.summary()}")
         for _, r in found.issues.head(a.top).iterrows(): print(f"  {r['file']}\t{r['label']} -> {r['suggested']}?\tquality {r['label_quality']:.3f}")
@@ -285,7 +285,7 @@ def audit_command(a:argparse.Namespace):
 def predict_command(a:argparse.Namespace)->int:
     "Run `cvkit predict`: one tab-separated line per image; unreadable images are reported, exit code 1 if any."
     from cvkit.export import load_model
-    from cvkit.items import IMAGE_EXTENSIONS
+    from cvkit.data.items import IMAGE_EXTENSIONS
     pred = load_model(a.model, device=a.device)
     files = []
     for f in map(Path, a.images):
@@ -323,7 +323,7 @@ def _usage_errors(a:argparse.Namespace)->list[str]:
     if a.command == "tune":
         bad += [f"--trials must be at least 1" for v in [a.trials] if v < 1] + [f"--timeout must be positive" for v in [a.timeout] if v is not None and v <= 0]
     if a.command == "audit":
-        from cvkit.audit import CHECKS
+        from cvkit.audit.checks import CHECKS
         unknown = [c for c in (a.checks or "").split(",") if c and c not in CHECKS]
         bad += [f"--checks: unknown {', '.join(unknown)} (the checks are {', '.join(CHECKS)})"] if unknown else []
         bad += [f"--top must be at least 1" for v in [a.top] if v < 1]
@@ -340,7 +340,7 @@ def main(argv:list[str]|None=None)->int:
         parser.print_usage(sys.stderr); print(f"cvkit: error: {'; '.join(bad)}", file=sys.stderr)
         return 2
     if a.command == "train" and a.processes > 1 and process_rank()[1] == 1:     # start the processes, each runs this command
-        from cvkit.distributed import launch
+        from cvkit.train.distributed import launch
         argv = list(sys.argv[1:] if argv is None else argv)
         k = next(i for i, v in enumerate(argv) if v == "--processes" or v.startswith("--processes="))
         del argv[k:k + (1 if "=" in argv[k] else 2)]
@@ -358,7 +358,7 @@ def main(argv:list[str]|None=None)->int:
     except KeyboardInterrupt:
         print("cvkit: interrupted", file=sys.stderr); return 130
     except Exception as e:
-        stops = sys.modules.get("cvkit.checkpoint")          # a stop (Ctrl-C, SIGTERM) can only come from a run that loaded it
+        stops = sys.modules.get("cvkit.train.checkpoint")          # a stop (Ctrl-C, SIGTERM) can only come from a run that loaded it
         if stops and isinstance(e, stops.TrainingInterrupted):
             print(f"cvkit: {e}", file=sys.stderr); return e.exit_code
         if a.debug: traceback.print_exc()

@@ -167,7 +167,7 @@ def case_csv_file_with_two_labels(root, shapes_dir):
 ERROR_CASES = {f.__name__[5:]: f for f in (case_missing_path, case_empty_class_folder, case_single_class,
                                             case_csv_missing_file, case_csv_empty_label, case_empty_folder,
                                             case_csv_file_with_two_labels)}
-# absolute paths, hard links, device files and member limits are tested on `extract_archive` (nbs/01_datasets.ipynb)
+# absolute paths, hard links, device files and member limits are tested on `extract_archive` (nbs/02_datasets.ipynb)
 ARCHIVE_CASES = {f.__name__[5:]: f for f in (case_zip_traversal, case_tar_traversal, case_tar_symlink_out)}
 
 
@@ -330,7 +330,7 @@ def hostile_runs(hostile_data, shapes_dir, tmp_path_factory):
 
 def _printed(p:Path) -> str:
     "How cvkit prints a file name: control characters escaped (see `printable_path`)."
-    from cvkit.items import printable_path
+    from cvkit.data.items import printable_path
     return printable_path(p)
 
 

@@ -12,10 +12,10 @@ from browser import ARTIFACTS, browser_page, jupyter_lab, open_and_run_all, widg
 
 CELLS = [
     """from cvkit.datasets import digits
-from cvkit.data import image_dataloaders
-from cvkit.learner import cv_learner
-from cvkit.augment_explorer import AugmentExplorer
-from cvkit.dashboard import InterpretationDashboard
+from cvkit.data.loaders import image_dataloaders
+from cvkit.train.learner import cv_learner
+from cvkit.augment.explorer import AugmentExplorer
+from cvkit.eval.dashboard import InterpretationDashboard
 dls = image_dataloaders(digits(), size=32, flip=False, seed=0)
 learn = cv_learner(dls, "simple_cnn", plain_logging=True, channels=(8, 16), hidden=32)
 learn.fit_one_cycle(1, 1e-2)""",

@@ -112,7 +112,8 @@ def test_digits_load_model_round_trip(digits_run):
     rc, _, stderr, out = digits_run
     assert rc == 0, stderr
     from cvkit.datasets import digits
-    from cvkit.data import items_from_folder, split_indices
+    from cvkit.data.items import items_from_folder
+    from cvkit.data.split import split_indices
     from cvkit.export import load_model
     m = read_metrics(out)
     pred = load_model(out)

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 TINY = ["--arch", "simple_cnn", "--size", "16", "--epochs", "1"]
 WORKER = textwrap.dedent("""
     import sys
-    from cvkit.search import tune
+    from cvkit.experiment.search import tune
     tune(arch="simple_cnn", size=16, epochs=1, space={"lr": (1e-3, 3e-2), "wd": (1e-4, 1e-1)}, trials=int(sys.argv[2]),
          storage=sys.argv[1], study_name="shared", retrain=False, pruner="none")
 """)
@@ -32,7 +32,7 @@ def test_two_workers_share_one_study(tmp_path, kind):
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[-3000:] for o in outs]
-    from cvkit.search import open_storage
+    from cvkit.experiment.search import open_storage
     study = optuna.load_study(study_name="shared", storage=open_storage(storage))
     trials = study.get_trials(deepcopy=False)
     numbers = [t.number for t in trials]

@@ -138,14 +138,14 @@ def gc():
 
 def stored(state:dict, tmp_path:Path) -> dict:
     "`state` after a round trip through a checkpoint file, as the check reads it."
-    from cvkit.checkpoint import save_checkpoint, load_checkpoint
+    from cvkit.train.checkpoint import save_checkpoint, load_checkpoint
     return load_checkpoint(save_checkpoint(state, tmp_path/"c.safetensors"))
 
 
 def scaler_layouts(scaler, tmp_path:Path) -> list:
     "The checkpoints of a 2-epoch fit whose learner had `scaler` during the fit (fastai drops it at the end)."
     from types import SimpleNamespace
-    from cvkit.checkpoint import scaler_state
+    from cvkit.train.checkpoint import scaler_state
     pos = lambda e: {"phase": 0, "epoch": e, "batch": 0, "n_epoch": 2}
     return [stored({"position": pos(1), "scaler": scaler_state(SimpleNamespace(scaler=scaler))}, tmp_path),
             stored({"position": {**pos(1), "batch": 7}, "scaler": scaler_state(SimpleNamespace(scaler=scaler))}, tmp_path),
@@ -265,7 +265,7 @@ def test_cuda_notebooks_found():
     try: import cuda_notebooks
     finally: sys.path.remove(str(REPO/"benchmarks"))
     found = {p.name: n for p, n in cuda_notebooks.flagged_notebooks(REPO/"nbs").items()}
-    assert {"03b_data.ipynb", "08_export.ipynb"} <= set(found) and all(n >= 1 for n in found.values())
+    assert {"04c_data.loaders.ipynb", "09_export.ipynb"} <= set(found) and all(n >= 1 for n in found.values())
     assert "#| cuda" in (REPO/"nbs"/"index.ipynb").read_text() and "index.ipynb" not in found
 
 

@@ -53,7 +53,7 @@ def test_prints_side_by_side(tiny_run):
 
 
 def test_json_is_consistent(tiny_run):
-    from cvkit.lr_find import recommend_lr
+    from cvkit.train.lr_find import recommend_lr
     p, out, _ = tiny_run
     d = json.loads(out.read_text())
     assert d["benchmark"] == "lr_find"

@@ -65,7 +65,7 @@ def test_multilabel_predict_and_onnx(multilabel_run, multilabel_dir, tmp_path):
     rc, _, stderr = run_cli("export", out, "--onnx", tmp_path/"m.onnx")
     assert rc == 0, stderr
     from cvkit.export import load_model, onnx_session
-    from cvkit.images import load_image
+    from cvkit.data.images import load_image
     import torch
     pred = load_model(out)
     raw = np.stack([load_image(f, 32) for f in files]).transpose(0, 3, 1, 2).astype(np.float32)/255
@@ -87,7 +87,8 @@ def test_task_can_be_forced(multilabel_dir, tmp_path):
 
 def test_cli_and_train_config_give_the_same_model(tmp_path):
     "`cvkit train` is a thin parser over `train(config)`: same config and seed, same weights and metrics."
-    from cvkit.experiment import train, TrainConfig
+    from cvkit.experiment.training import train
+    from cvkit.experiment.config import TrainConfig
     from safetensors.torch import load_file
     import torch
     a, b = tmp_path/"cli", tmp_path/"fn"

@@ -44,7 +44,7 @@ def test_wheel_contents(wheel):
     missing = [m for m in modules if f"cvkit/{m}" not in names]
     assert not missing, f"modules missing from the wheel: {missing}"
     assert not [n for n in names if n.startswith(("tests/", "nbs/", "tools/"))], "wheel ships non-package folders"
-    from cvkit.models import ARCHS, bundled_weights_file
+    from cvkit.models.registry import ARCHS, bundled_weights_file
     bundled = [a for a, s in ARCHS.items() if s.source == "bundled"]
     assert len(bundled) >= 2
     for f in [f"cvkit/weights/{n}" for a in bundled for n in (bundled_weights_file(a).name, f"{a}.md")]:

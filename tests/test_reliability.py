@@ -32,8 +32,8 @@ if os.environ.get("CVKIT_TEST_BATCH_LOG"):          # append "epoch batch batche
     Learner.__init__ = __init__
 if os.environ.get("CVKIT_TEST_PLAIN_CNN"):          # "plain_cnn": simple_cnn without batch-norm or dropout
     import functools
-    from cvkit.architectures import simple_cnn
-    from cvkit.models import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, register_arch
+    from cvkit.models.architectures import simple_cnn
+    from cvkit.models.registry import IMAGENET_MEAN, IMAGENET_STD, ArchSpec, register_arch
     register_arch(ArchSpec("plain_cnn", builder=functools.partial(simple_cnn, batchnorm=False, dropout=0.0), family="cvkit",
                            small_images=True, mean=IMAGENET_MEAN, std=IMAGENET_STD, summary="simple_cnn, no batch-norm, no dropout"))
 '''
@@ -75,7 +75,7 @@ def metrics(out:Path) -> dict:
 
 
 def positions(out:Path) -> list[dict]:
-    from cvkit.checkpoint import CheckpointFolder, load_checkpoint
+    from cvkit.train.checkpoint import CheckpointFolder, load_checkpoint
     return [load_checkpoint(p)["position"] for p in CheckpointFolder(out/"checkpoints").paths()]
 
 
@@ -201,8 +201,8 @@ def test_no_default_load_path_unpickles(whole, tmp_path):
     rc, so, se = run_cli("train", "--arch", "small_resnet", "--weights", tmp_path/"weights.pth", "--epochs", "1", "--out", tmp_path/"w")
     assert rc == 1 and "Traceback" not in se
     # 4. the library functions themselves
-    code = ("import sys\nfrom cvkit.export import load_model\nfrom cvkit.checkpoint import load_checkpoint\n"
-            "from cvkit.models import load_state_dict_file\n"
+    code = ("import sys\nfrom cvkit.export import load_model\nfrom cvkit.train.checkpoint import load_checkpoint\n"
+            "from cvkit.models.registry import load_state_dict_file\n"
             f"for f in (lambda: load_model({str(model)!r}), lambda: load_checkpoint({str(run/'checkpoints'/'checkpoint-00002.safetensors')!r}),"
             f" lambda: load_state_dict_file({str(tmp_path/'weights.pth')!r})):\n"
             "    try: f(); print('loaded')\n    except Exception as e: print(type(e).__name__)\n")

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     print("slowest notebooks: " + ", ".join(f"{r['notebook']} {r['seconds']} s" for r in res["notebooks"][:10]))
     print("slowest tests: " + ", ".join(f"{r['test']} {r['seconds']:.0f} s" for r in res["slowest_tests"][:10]))
     if a.json:
-        from cvkit.core import save_json                      # atomic
+        from cvkit.core import save_json  # atomic
         save_json(res, a.json)
     return 0
 
