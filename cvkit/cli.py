@@ -161,6 +161,7 @@ def config_from_args(a:argparse.Namespace)->TrainConfig:
                        label_delim=a.label_delim, audit=getattr(a, "audit", False), out=a.out,
                        checkpoints=getattr(a, "checkpoints", 2), deterministic=getattr(a, "deterministic", False))
 
+# %% ../nbs/90_cli.ipynb #b28bdb98
 def train_command(a:argparse.Namespace)->dict:
     "Run `cvkit train` with parsed arguments; return the metrics written to metrics.json."
     if not a.resume:          # the settings, then the data, checked before the training stack loads: a mistake answers at once
@@ -305,6 +306,7 @@ def _unit(v:str)->bool:
     try: return 0 < float(v) < 1
     except ValueError: return False
 
+# %% ../nbs/90_cli.ipynb #e6035aaf
 def _usage_errors(a:argparse.Namespace)->list[str]:
     "What is wrong with the values of the parsed arguments (usage errors: exit code 2)."
     bad = []
@@ -329,6 +331,7 @@ def _usage_errors(a:argparse.Namespace)->list[str]:
         bad += [f"--top must be at least 1" for v in [a.top] if v < 1]
     return bad
 
+# %% ../nbs/90_cli.ipynb #a1ad6a37
 def main(argv:list[str]|None=None)->int:
     "Entry point of the `cvkit` command; returns the exit code."
     parser = _parser()

@@ -22,12 +22,15 @@ __all__ = ['MIN_IMAGE_SIZE', 'log_handler', 'log', 'CvkitError', 'DataError', 'C
 class CvkitError(Exception):
     "Base class of every error cvkit raises on purpose: bad data, bad arguments, missing weights."
 
+# %% ../nbs/00_core.ipynb #8143c566
 class DataError(CvkitError, ValueError):
     "The data cannot be used: no images, empty or single class, bad CSV rows, unreadable archive."
 
+# %% ../nbs/00_core.ipynb #b70cb8f2
 class ConfigError(CvkitError, ValueError):
     "An argument or setting is invalid: unknown architecture, impossible split, bad size."
 
+# %% ../nbs/00_core.ipynb #a8dc0a98
 class WeightsError(CvkitError):
     "Pretrained weights are not available (offline, not cached) or do not fit the model."
 
@@ -135,6 +138,7 @@ def device_name(device)->str:
     except Exception: cpu = "CPU"
     return f"{cpu} ({torch.get_num_threads()} threads)"
 
+# %% ../nbs/00_core.ipynb #f67ba0b8
 def synchronize(device):
     "Wait until the work queued on `device` is done (CUDA runs asynchronously); a no-op on the CPU. For timing."
     if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
@@ -187,6 +191,7 @@ def process_rank()->tuple[int, int, int]:
     env = os.environ
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
 
+# %% ../nbs/00_core.ipynb #f10ed86b
 def is_main_process()->bool:
     "True unless this is a data-parallel process other than rank 0 (only rank 0 writes files)."
     return process_rank()[0] == 0
@@ -215,6 +220,7 @@ def atomic_write(path:str|Path, mode:str="wb"):
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
+# %% ../nbs/00_core.ipynb #63dec2ee
 def save_json(obj, path:str|Path)->Path:
     "Write `obj` as indented JSON to `path`, atomically."
     with atomic_write(path, "w") as f: json.dump(obj, f, indent=2, default=str); f.write("\n")

@@ -61,6 +61,7 @@ def _polygon(n:int, r:float, cx:float, cy:float, angle:float, star:bool=False):
         pts.append((cx + rr*math.cos(a), cy + rr*math.sin(a)))
     return pts
 
+# %% ../nbs/02_datasets.ipynb #4d119b00
 def _background(rng:np.random.Generator, size:int)->Image.Image:
     "A random textured background: a colour gradient, stripes or soft blotches."
     c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
@@ -72,6 +73,7 @@ def _background(rng:np.random.Generator, size:int)->Image.Image:
     arr = c0[None, None]*(1-mix[..., None]) + c1[None, None]*mix[..., None]
     return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
 
+# %% ../nbs/02_datasets.ipynb #fb8cdaa7
 def _visible_colour(img:Image.Image, box:tuple, rng:np.random.Generator, min_distance:float)->tuple:
     "A random colour at least `min_distance` (RGB distance) from the mean colour of `img` inside `box`."
     bg = np.asarray(img.crop(tuple(int(v) for v in box)), dtype=float).reshape(-1, 3).mean(0)
@@ -80,6 +82,7 @@ def _visible_colour(img:Image.Image, box:tuple, rng:np.random.Generator, min_dis
         if np.linalg.norm(c - bg) >= min_distance: break
     return tuple(int(v) for v in c)
 
+# %% ../nbs/02_datasets.ipynb #efb0b323
 def _paint_shape(img:Image.Image, shape:str, rng:np.random.Generator, box:tuple, scale:tuple=(0.22, 0.42), min_contrast:float=0):
     "Paint `shape` on `img` inside `box` (x0, y0, x1, y1), with a random radius (a fraction `scale` of the box side), position, angle and colour."
     d = ImageDraw.Draw(img)
@@ -106,6 +109,7 @@ def _paint_shape(img:Image.Image, shape:str, rng:np.random.Generator, box:tuple,
                        (cx-dx*r+dy*w, cy-dy*r-dx*w), (cx-dx*r-dy*w, cy-dy*r+dx*w)], fill=colour)
     else: raise ConfigError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
 
+# %% ../nbs/02_datasets.ipynb #d3bb4242
 def _finish(img:Image.Image, rng:np.random.Generator, size:int, noise:float)->Image.Image:
     "Downsample a 4x drawing to `size` px and add Gaussian pixel noise."
     img = img.resize((size, size), Image.LANCZOS)
@@ -114,6 +118,7 @@ def _finish(img:Image.Image, rng:np.random.Generator, size:int, noise:float)->Im
         img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
     return img
 
+# %% ../nbs/02_datasets.ipynb #40d0faa6
 def draw_shape(
     shape:str,                 # one of `SHAPES`
     rng:np.random.Generator,   # source of all randomness
@@ -154,6 +159,7 @@ def _write_multilabel(tmp:Path, names:list[str], n:int, size:int, noise:float, r
         rows.append(f"images/{i:04d}.png,{' '.join(drawn)}")
     (tmp/"labels.csv").write_text("\n".join(rows) + "\n")
 
+# %% ../nbs/02_datasets.ipynb #394c5a34
 def shapes(
     n_per_class:int=100,         # images per class (multi-label: this many images per label, on average over the set)
     classes:int|list[str]=4,     # how many of `SHAPES` (the first n), or their names
@@ -197,6 +203,7 @@ def _check_member(name:str, archive:Path):
     if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
         raise DataError(f"{archive}: refusing to extract member {name!r}: it points outside the target folder")
 
+# %% ../nbs/02_datasets.ipynb #392f2939
 ARCHIVE_LIMITS = {"members": 2_000_000}   # at most this many members in an archive (each costs memory to list)
 
 def _check_totals(archive:Path, sizes:list[int], dest:Path):
@@ -209,6 +216,7 @@ def _check_totals(archive:Path, sizes:list[int], dest:Path):
         raise DataError(f"{archive}: refusing to extract: its members hold {total/2**30:.1f} GiB, and only {free/2**30:.1f} GiB "
                         f"is free in {dest.parent}; free some space or extract it yourself")
 
+# %% ../nbs/02_datasets.ipynb #c5ebddee
 def _extract_zip(archive:Path, dest:Path):
     with zipfile.ZipFile(archive) as z:
         infos = z.infolist()
@@ -219,6 +227,7 @@ def _extract_zip(archive:Path, dest:Path):
                 raise DataError(f"{archive}: refusing to extract member {info.filename!r}: it is a symbolic link")
         z.extractall(dest)
 
+# %% ../nbs/02_datasets.ipynb #caa1dddd
 def _extract_tar(archive:Path, dest:Path):
     with tarfile.open(archive) as t:
         members = []
@@ -237,6 +246,7 @@ def _extract_tar(archive:Path, dest:Path):
         try: t.extractall(dest, members=members, filter="data")
         except tarfile.FilterError as e: raise DataError(f"{archive}: refusing to extract: {e}") from e
 
+# %% ../nbs/02_datasets.ipynb #7683348d
 def extract_archive(
     archive:str|Path,            # a .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz or .zip file
     dest:str|Path|None=None,     # where to extract (default: a cache folder keyed by the archive)

@@ -32,6 +32,7 @@ def _preprocessing_text(spec:DataSpec)->str:
     return (f"convert to RGB; resize to {spec.size}x{spec.size} ({spec.resize_method}); scale pixels to 0-1; "
             + ("subtract mean, divide by std (per channel)" if spec.mean is not None else "no normalisation") + "; NCHW float32")
 
+# %% ../nbs/09_export.ipynb #f117bc47
 def export(
     learn:Learner,               # a trained learner (its data built by `image_dataloaders`)
     out:str|Path,                # folder to write
@@ -99,6 +100,7 @@ def read_meta(path:Path)->dict:
         raise CvkitError(f"{path/META_FILE} does not describe a cvkit model (no arch or classes); export the model again")
     return meta
 
+# %% ../nbs/09_export.ipynb #fe45b691
 def read_weights(path:Path, meta:dict)->dict:
     "The weights in `path`/model.safetensors, checked against the SHA-256 in cvkit.json (never unpickled)."
     f = path/WEIGHTS_FILE
@@ -118,6 +120,7 @@ def register_model_kind(kind:str, load)->None:
     "Let `load_model` load folders whose cvkit.json says `kind` with `load(folder)` (a network needs no kind)."
     MODEL_KINDS[kind] = load
 
+# %% ../nbs/09_export.ipynb #d3cf5f27
 def _model_kind(meta_file:Path)->str|None:
     "The `kind` of the model described by `meta_file` (None for a network, or for a file too damaged to say)."
     try: meta = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -204,6 +207,7 @@ class _WithNormalization(torch.nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
     def forward(self, image): return self.model((image - self.mean)/self.std)
 
+# %% ../nbs/09_export.ipynb #cb0b0385
 def export_onnx(
     model:Predictor|str|Path,    # a `Predictor` or an exported model folder
     out:str|Path,                # the .onnx file to write

@@ -105,6 +105,7 @@ def nav_buttons(width:str="110px")->tuple[widgets.Button, widgets.Button]:
     "A ◀ previous and a next ▶ button, for paging through images."
     return tuple(widgets.Button(description=d, layout=widgets.Layout(width=width)) for d in ("◀ previous", "next ▶"))
 
+# %% ../nbs/00a_widgets.ipynb #0b618147
 def small_html(
     text:str,              # HTML
     size:int=11,           # font size in px

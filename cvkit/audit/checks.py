@@ -122,11 +122,13 @@ def _unit(x:np.ndarray)->np.ndarray:
     x = x.reshape(len(x), -1).astype(np.float32); x = x - x.mean(1, keepdims=True)
     return x/(np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
 
+# %% ../../nbs/08c_audit.checks.ipynb #2cae6b4b
 def fingerprints(thumbs:np.ndarray)->np.ndarray:
     "8×8 blurred, zero-mean, unit-length fingerprints of 32-px thumbnails (N, 64): nearby means similar."
     x = ndimage.gaussian_filter(thumbs.astype(np.float32), (0, 1, 1))
     n = len(x); return _unit(x.reshape(n, 8, THUMB//8, 8, THUMB//8).mean((2, 4)))
 
+# %% ../../nbs/08c_audit.checks.ipynb #9e969be3
 def _crops(thumb:np.ndarray, k:int=2, n:int=16)->np.ndarray:
     "The thumbnail and its crops by 0-`k` pixels on each side, each at n×n, zero-mean and unit length; row 0 uncropped."
     im, s = Image.fromarray(thumb), THUMB
@@ -164,11 +166,13 @@ def _finding(check:str, row, score:float, detail:str, other=None)->dict:
     return {"check": check, "file": row["file"] if row is not None else None, "label": row["label"] if row is not None else None,
             "split": row["split"] if row is not None else None, "score": float(score), "detail": detail, "other": other}
 
+# %% ../../nbs/08c_audit.checks.ipynb #c62376b4
 def _robust_z(x:np.ndarray)->np.ndarray:
     "How many (robust) standard deviations each value lies from the median: the median absolute deviation × 1.4826."
     med = np.nanmedian(x); mad = 1.4826*np.nanmedian(np.abs(x - med))
     return (x - med)/(mad if mad > 0 else 1e-6)
 
+# %% ../../nbs/08c_audit.checks.ipynb #b78077f7
 def _is_flat(images:pd.DataFrame, t:AuditThresholds)->pd.Series:
     "Near-constant images: colour variation below the threshold, scaled by brightness (a dark photo keeps its detail)."
     return images["variation"].fillna(0) < t.low_information*np.maximum(images["brightness"].fillna(0), 0.1)/0.5
@@ -311,6 +315,7 @@ def _thumb_uri(path, size:int=72)->str:
     from cvkit.audit.cleaner_widget import thumbnail_png
     return "data:image/png;base64," + base64.b64encode(thumbnail_png(path, size)).decode()
 
+# %% ../../nbs/08c_audit.checks.ipynb #ced87e20
 @patch
 def relative(self:AuditReport, f)->str:
     "`f` relative to the dataset folder (as posix), for display."
@@ -318,6 +323,7 @@ def relative(self:AuditReport, f)->str:
     try: return Path(f).relative_to(self.root).as_posix() if self.root else str(f)
     except ValueError: return str(f)
 
+# %% ../../nbs/08c_audit.checks.ipynb #135fd71e
 _STYLE = ("<style>.cvkit-audit table{border-collapse:collapse;font:12px sans-serif}.cvkit-audit td,.cvkit-audit th{border:1px solid #ddd;"
           "padding:3px 6px;text-align:left;vertical-align:middle}.cvkit-audit img{image-rendering:pixelated}</style>")
 
@@ -345,6 +351,7 @@ def to_html(self:AuditReport, path:str|Path|None=None, max_rows:int=50, thumb_si
         with atomic_write(path, "w") as f: f.write(page)
     return text
 
+# %% ../../nbs/08c_audit.checks.ipynb #39da1bef
 @patch
 def _repr_html_(self:AuditReport)->str: return self.to_html(max_rows=8)
 
@@ -358,6 +365,7 @@ def to_dict(self:AuditReport)->dict:
             "thresholds": asdict(self.thresholds), "class_counts": self.class_counts.to_dict(orient="index"),
             "issues": json.loads(issues.to_json(orient="records"))}
 
+# %% ../../nbs/08c_audit.checks.ipynb #6285434b
 @patch
 def save(self:AuditReport, path:str|Path)->Path:
     "Write the report as JSON (atomically)."
@@ -416,6 +424,7 @@ def _split_of(items:Items, valid_idx, valid_pct:float, split:str, seed:int)->tup
     v[vi] = True
     return v, f"the split train would make (valid_pct={valid_pct}, seed={seed})"
 
+# %% ../../nbs/08c_audit.checks.ipynb #3efb9bed
 def data_root(files:list, in_folders:bool=True)->Path|None:
     "The dataset folder of `files`: above the class folders for a folder per class, else the files' common folder."
     up = (lambda f: Path(f).resolve().parent.parent) if in_folders else (lambda f: Path(f).resolve().parent)

@@ -31,6 +31,7 @@ def check_class_name(
         raise ConfigError(f"class name {name!r} starts with {name[0]!r}: cvkit's folder readers skip such folders; choose another name")
     return name
 
+# %% ../../nbs/08_audit.cleaner.ipynb #1b7fabf9
 def _key(path)->str: return os.path.abspath(os.fspath(path))
 
 # %% ../../nbs/08_audit.cleaner.ipynb #9a773cea
@@ -86,8 +87,10 @@ def _sha256(path:Path)->str:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()
 
+# %% ../../nbs/08_audit.cleaner.ipynb #9bf18937
 def _rel(path:Path, root:Path)->str: return Path(path).relative_to(root).as_posix()
 
+# %% ../../nbs/08_audit.cleaner.ipynb #6b7f0261
 def _free_name(folder:Path, name:str, taken:set)->tuple[Path,bool]:
     "The first of `name`, `stem-1.ext`, `stem-2.ext`, ... that is neither on disk in `folder` nor in `taken`."
     stem, suffix = Path(name).stem, Path(name).suffix
@@ -96,6 +99,7 @@ def _free_name(folder:Path, name:str, taken:set)->tuple[Path,bool]:
         n += 1; cand = folder/f"{stem}-{n}{suffix}"
     return cand, n > 0
 
+# %% ../../nbs/08_audit.cleaner.ipynb #2d36bf70
 def _new_stamp(root:Path)->str:
     "A timestamp naming this cleaning's trash folder and log, unique in `root`'s trash."
     base = datetime.now().strftime("%Y%m%d-%H%M%S"); stamp, n = base, 1
@@ -187,6 +191,7 @@ def _plan_moves(plan:CleaningPlan, root:Path, trash:Path)->list[dict]:
                         + "\n  ".join(problems[:20]) + more)
     return moves
 
+# %% ../../nbs/08_audit.cleaner.ipynb #241f8d57
 def _dirs_to_create(moves:list[dict], root:Path)->list[str]:
     "Folders the moves need that do not exist yet, parents first."
     need = []
@@ -197,6 +202,7 @@ def _dirs_to_create(moves:list[dict], root:Path)->list[str]:
         need += [c for c in reversed(chain) if c not in need]
     return need
 
+# %% ../../nbs/08_audit.cleaner.ipynb #afd610cc
 def _dirs_emptied(moves:list[dict], root:Path)->list[str]:
     "Source folders the moves leave without any entry (and that receive nothing)."
     out, leaving = {}, {}
@@ -264,6 +270,7 @@ def _safe_rel(rel:str, log_file)->str:
         raise DataError(f"{log_file}: path {rel!r} points outside the dataset root; the log is damaged")
     return rel
 
+# %% ../../nbs/08_audit.cleaner.ipynb #4d9634fd
 def _read_log(log_file:Path)->dict:
     if not log_file.is_file(): raise DataError(f"cleaning log {log_file} does not exist")
     try: log = json.loads(log_file.read_text())
@@ -272,6 +279,7 @@ def _read_log(log_file:Path)->dict:
         raise DataError(f"{log_file} is not a cvkit cleaning log (no status or list of moves)")
     return log
 
+# %% ../../nbs/08_audit.cleaner.ipynb #9b977800
 def undo_cleaning(
     log_file:str|Path,   # the JSON log written by `apply_cleaning`
 )->CleaningReport:

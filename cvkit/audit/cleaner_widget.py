@@ -53,6 +53,7 @@ def _caption(row)->str:
                       f"<span{mark}>pred. {html.escape(row['predicted'])} ({row['probability']:.2f})</span>",
                       title=str(row["file"]), line_height=1.3)
 
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #6a85e421
 class ImageCell(widgets.VBox):
     "One image of the cleaner: thumbnail, caption and a keep / delete / relabel menu, framed by its pending action."
     def __init__(self, thumb_size:int=96):
@@ -85,12 +86,15 @@ def _action_options(classes:list, cls:str)->list:
     return [("keep", "keep"), ("delete", "delete")] + [(c if c not in ("keep", "delete") else f"class {c}", f"relabel:{c}")
                                                         for c in classes if c != cls]
 
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #f536c381
 def _n_pages(n:int, page_size:int)->int: return max(1, -(-n // page_size))
 
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #5c23deee
 def _page_label(page:int, page_size:int, n_shown:int, n:int)->str:
     start = page*page_size
     return f"page {page + 1} of {_n_pages(n, page_size)} ({start + 1}–{start + n_shown} of {n})" if n else "no images"
 
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #92908d36
 def _plan_value(plan:CleaningPlan, path)->str:
     "The menu value of `path`'s pending change: keep, delete, or relabel:<class>."
     action, cls = plan.get(path)

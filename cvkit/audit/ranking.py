@@ -73,6 +73,7 @@ def _evaluation_files(ev:Evaluation, files=None)->list[Path]:
                             "the files do not match the evaluation's images")
     return files
 
+# %% ../../nbs/08a_audit.ranking.ipynb #3e8ed822
 def rank_by_loss(
     ev:Evaluation,            # from `evaluate_folder` (or any Evaluation, with `files`)
     cls:str|None=None,        # only the files of this class (folder)

@@ -44,6 +44,7 @@ def _call(fn, **args)->str:
     defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
     return f"{fn.__name__}({', '.join(f'{k}={v!r}' for k, v in args.items() if v != defaults.get(k))})"
 
+# %% ../../nbs/03b_augment.explorer.ipynb #4840cd2f
 def _shapes_call(folder:Path)->str|None:
     "The `shapes(...)` call that wrote `folder`, read from its class folders and checked by drawing its first image again."
     names = [s for s in SHAPES if (folder/s).is_dir()]            # `shapes` draws the classes in `SHAPES` order
@@ -55,6 +56,7 @@ def _shapes_call(folder:Path)->str|None:
     classes = len(names) if names == list(SHAPES[:len(names)]) else names
     return _call(shapes, n_per_class=len(list((folder/names[0]).glob("*.png"))), classes=classes, size=im.shape[1])
 
+# %% ../../nbs/03b_augment.explorer.ipynb #3fa54e18
 def source_code(
     source,                      # where a DataLoaders' images came from (`dls.spec.source`): a folder, a CSV file, ...
 )->str|None:
@@ -102,11 +104,13 @@ def _controls(preset:str)->dict:
     for name, control in w.items(): control.add_class(f"cvkit-aug-{name.replace('_', '-')}")
     return w
 
+# %% ../../nbs/03b_augment.explorer.ipynb #ebc3dcd6
 def _preset_for(name:str, allow_flip:bool)->Augmentation:
     "The preset called `name`, its flips off unless `allow_flip` (a DataLoaders made with `flip=False`)."
     p = PRESETS[name]
     return replace(p, flip=p.flip and allow_flip, flip_vert=p.flip_vert and allow_flip)
 
+# %% ../../nbs/03b_augment.explorer.ipynb #97e6392a
 def _explorer_images(source, n:int, seed:int, size:int|None=None)->tuple[torch.Tensor,list|None,bool]:
     "The images to preview: `n` random training images of a DataLoaders, or the given ones (one image: `n` copies); labels; one image?"
     if _is_dataloaders(source): return (*training_images(source, n, seed), False)
@@ -115,6 +119,7 @@ def _explorer_images(source, n:int, seed:int, size:int|None=None)->tuple[torch.T
     ims = [_image_tensor(s, size) for s in source] if many else [_image_tensor(source, size)]
     return torch.stack(ims*n if len(ims) == 1 else ims), None, len(ims) == 1
 
+# %% ../../nbs/03b_augment.explorer.ipynb #4e020258
 def _preview_png(images:torch.Tensor, augmented:torch.Tensor, single:bool)->bytes:
     "The originals on top (just the first, if they are copies of one image), their augmentations below, about 96 px each."
     top = [images[0]] + [None]*(len(images) - 1) if single else list(images)

@@ -29,6 +29,7 @@ def _cache_key(files:list[Path], size:int, method:str)->tuple:
         except OSError: return (str(p), None, None)
     return (tuple(stamp(p) for p in files), size, method)
 
+# %% ../../nbs/04a_data.images.ipynb #f39c041c
 def _remember(key:tuple, out:tuple):
     "Keep a decoding for the next call with the same files, within the cache's size and entry limits."
     IMAGE_CACHE["misses"] += 1
@@ -39,6 +40,7 @@ def _remember(key:tuple, out:tuple):
             sum(a.nbytes for a in v[0] if a is not None) for v in _DECODED.values())/2**20 > IMAGE_CACHE["max_mb"]:
         _DECODED.popitem(last=False)
 
+# %% ../../nbs/04a_data.images.ipynb #e3c04313
 def clear_image_cache():
     "Forget every cached decoding (and reset the counters)."
     _DECODED.clear(); IMAGE_CACHE.update(hits=0, misses=0)
@@ -68,6 +70,7 @@ def _stretch_to_8_bits(im:Image.Image)->Image.Image:
     else: a = np.full_like(a, 255*min(max(lo/(1.0 if im.mode == "F" else 65535), 0.0), 1.0))   # constant: by the format's full scale
     return Image.fromarray(a.round().astype(np.uint8), "L")
 
+# %% ../../nbs/04a_data.images.ipynb #4e51acd2
 def to_rgb(
     im:Image.Image,                # an opened image, in any mode Pillow reads
     background:tuple=BACKGROUND,   # colour seen through transparent pixels
@@ -89,12 +92,14 @@ def _check_size(im:Image.Image):
     if limit and im.width*im.height > limit:
         raise Image.DecompressionBombError(f"{im.width}×{im.height} = {im.width*im.height:,} pixels, more than PIL.Image.MAX_IMAGE_PIXELS = {limit:,}")
 
+# %% ../../nbs/04a_data.images.ipynb #ac0f1c7d
 @contextlib.contextmanager
 def _no_size_warning():
     "Silence Pillow's DecompressionBombWarning around a whole decoding (cvkit refuses those images itself, naming them)."
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning); yield
 
+# %% ../../nbs/04a_data.images.ipynb #f851095f
 def _why_unreadable(path:Path, e:Exception)->str:
     "Why `path` could not be decoded, in a few words (never raises)."
     if isinstance(e, PermissionError): return "cannot read the file (permission denied); fix its permissions"
@@ -107,6 +112,7 @@ def _why_unreadable(path:Path, e:Exception)->str:
     if "truncated" in str(e).lower(): return "truncated image (the file ends early)"
     return f"cannot decode ({type(e).__name__}: {e})"
 
+# %% ../../nbs/04a_data.images.ipynb #dea6863c
 def _decode(path:Path, size:int|None, method:str, draft:bool)->tuple[np.ndarray,bool]:
     "The pixels of `path` (see `load_image`), and whether it has several frames."
     with Image.open(path) as im:
@@ -119,6 +125,7 @@ def _decode(path:Path, size:int|None, method:str, draft:bool)->tuple[np.ndarray,
         if size is not None: im = resize_image(im, size, method)
         return np.asarray(im), several
 
+# %% ../../nbs/04a_data.images.ipynb #7c71a66c
 def load_image(path:Path, size:int|None=None, method:str="squish", draft:bool=True)->np.ndarray:
     "Decode `path` as the picture a person sees (`to_rgb`; an animation's first frame), optionally resized, as an HWC uint8 array; raises on broken files."
     return _decode(Path(path), size, method, draft)[0]
@@ -166,6 +173,7 @@ def typical_side(files:list[Path], n:int=64)->int|None:
         log.warning(f"{len(bad)} of {len(sample)} sampled images cannot be read ({names}); {then}. Remove or fix them")
     return int(np.median(sides)) if sides else None
 
+# %% ../../nbs/04a_data.images.ipynb #7a30a998
 def auto_size(files:list[Path], n:int=64)->int:
     "An image size suited to the data: the median side of a sample, rounded to 8 px, between 16 and 224."
     side = typical_side(files, n)

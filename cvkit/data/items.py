@@ -66,6 +66,7 @@ def _image_files(folder:Path, skipped:list)->list[Path]:
         else: skipped.append((p, f"not an image file name (extension {p.suffix or 'none'!r})"))
     return files
 
+# %% ../../nbs/04_data.items.ipynb #65f4cf0a
 def _class_folders(root:Path, skipped:list|None=None)->list[Path]:
     "The class folders of `root`; a link there that leads nowhere (broken, or a loop such as a link to itself) is recorded in `skipped`."
     entries = sorted(p for p in root.iterdir() if not p.name.startswith(("." , "_")))
@@ -74,11 +75,13 @@ def _class_folders(root:Path, skipped:list|None=None)->list[Path]:
                     for p in entries if p.is_symlink() and not p.exists()]
     return [p for p in entries if p.is_dir()]
 
+# %% ../../nbs/04_data.items.ipynb #99a37a9d
 def _check_readable(folder:Path, what:str, todo:str):
     "A `DataError` if `folder` cannot be listed (permission denied), rather than a folder that looks empty."
     if not os.access(folder, os.R_OK | os.X_OK):
         raise DataError(f"{what} {printable_path(folder)} cannot be read (permission denied); {todo}")
 
+# %% ../../nbs/04_data.items.ipynb #dec4f33e
 def items_from_folder(
     path:str|Path,   # a folder with one sub-folder per class, or with train/ and valid/ (val/, test/) folders of those
 )->Items:
@@ -116,6 +119,7 @@ def _csv_task(task, raw:list[str], label_delim:str, src:str)->Task:
         return task
     return get_task(task).with_delimiter(label_delim)
 
+# %% ../../nbs/04_data.items.ipynb #374b3e86
 MISSING_WORDS = ("NA", "N/A", "#N/A", "NaN", "nan", "None", "none", "null", "NULL")   # labels that often mean "no value"
 
 def _read_csv(csv:Path, encoding:str, fn_col)->tuple[pd.DataFrame,int]:
@@ -139,6 +143,7 @@ def _read_csv(csv:Path, encoding:str, fn_col)->tuple[pd.DataFrame,int]:
     except pd.errors.EmptyDataError as e: raise DataError(f"{csv} is empty; it needs a row per image: file name, label") from e
     except Exception as e: raise DataError(f"{csv}: cannot read it as CSV ({e})") from e
 
+# %% ../../nbs/04_data.items.ipynb #a09eaad5
 def _drop_repeats(files:list, labels:list, lines:list, is_valid:list, src:str, where)->list[int]:
     "Positions to keep: each file once. The same file with different labels is an error; with the same label, a warning."
     first, keep, repeats = {}, [], []
@@ -155,6 +160,7 @@ def _drop_repeats(files:list, labels:list, lines:list, is_valid:list, src:str, w
                     + "; ".join(repeats[:5]) + ("; ..." if len(repeats) > 5 else ""))
     return keep
 
+# %% ../../nbs/04_data.items.ipynb #df0e2e2f
 def _warn_missing_words(labels:list, src:str):
     "Say how many rows are labelled with a word that often means a missing value (they are kept as class names)."
     words = Counter(w for l in labels for w in ((l,) if isinstance(l, str) else l) if w in MISSING_WORDS)
@@ -163,6 +169,7 @@ def _warn_missing_words(labels:list, src:str):
         log.warning(f"{src}: labels {said} can mean a missing value; they are kept as class names. "
                     f"If those images have no label, remove their rows")
 
+# %% ../../nbs/04_data.items.ipynb #e044f122
 def items_from_csv(
     csv:str|Path|pd.DataFrame,   # a CSV file, or a DataFrame
     folder:str|Path|None=None,   # where relative file names are found (default: the CSV's folder, or the working folder)
@@ -245,6 +252,7 @@ def _csv_in_folder(folder:Path)->Path|None:
     csvs = [p for p in folder.glob("*.csv") if not p.name.startswith(".")]
     return csvs[0] if len(csvs) == 1 and len(_class_folders(folder)) <= 1 else None
 
+# %% ../../nbs/04_data.items.ipynb #ce1e1934
 def read_items(
     source,                      # image folder, CSV file, archive (extracted to the cache), DataFrame or `Items`
     label_pattern:str|None=None, # read labels from file names with this regex instead of folders

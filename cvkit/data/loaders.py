@@ -38,6 +38,7 @@ class TensorImageDataset:
     def __getitem__(self, i): return TensorImage(self.images[i]), self.task.wrap(self.labels[i])
     def decode(self, o, full=True): return (o[0], self.task.decode_target(o[1], self.vocab))
 
+# %% ../../nbs/04c_data.loaders.ipynb #85f9c0dd
 class InMemoryDL(TfmdDL):
     "A fastai DataLoader that cuts batches straight out of a `TensorImageDataset` (no per-item work)."
     def create_batches(self, samps):
@@ -111,6 +112,7 @@ def _as_array(im, size:int, method:str)->np.ndarray:
         im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a)
     return np.asarray(resize_image(to_rgb(im), size, method))   # orientation, transparency, bit depth: as for files
 
+# %% ../../nbs/04c_data.loaders.ipynb #b926dab7
 def images_to_input(
     images,                      # files, PIL images, HWC uint8 arrays, or a uint8 tensor (N, C, H, W) / (C, H, W) already resized
     size:int,                    # image side the model takes
@@ -151,6 +153,7 @@ def _normalize_arg(normalize)->tuple[str, tuple]:
     if normalize in ("data", "none"): return normalize, (None, None)
     raise ConfigError(f"normalize must be 'data', 'imagenet', 'none' or (mean, std) with 3 values each, not {normalize!r}")
 
+# %% ../../nbs/04c_data.loaders.ipynb #5412e74a
 def _explicit_split(valid_idx, keep:list[int], n:int)->tuple[np.ndarray,np.ndarray]:
     "Training and validation positions among the kept items, from validation positions among all `n` items."
     v = np.zeros(n, dtype=bool); v[np.asarray(valid_idx, dtype=int)] = True
@@ -158,10 +161,12 @@ def _explicit_split(valid_idx, keep:list[int], n:int)->tuple[np.ndarray,np.ndarr
     if kv.all() or not kv.any(): raise DataError("the given split leaves no training or no validation images")
     return np.flatnonzero(~kv), np.flatnonzero(kv)
 
+# %% ../../nbs/04c_data.loaders.ipynb #dda13168
 def _decoded_tensor(arrays:list, keep:list[int])->torch.Tensor:
     "The kept decoded images as one uint8 tensor (N, C, H, W) (a copy: the decoded arrays stay as they are)."
     return torch.from_numpy(np.stack([arrays[i] for i in keep])).permute(0, 3, 1, 2).contiguous()
 
+# %% ../../nbs/04c_data.loaders.ipynb #44b328df
 def _check_split(task:Task, labels:list, train_idx, vocab:list[str], fixed:bool=False):
     "Every class (or label) must have training images."
     seen = set(task.classes([labels[i] for i in train_idx]))
@@ -254,17 +259,20 @@ def image_dataloaders(
     log.info(f"data: {dls.spec.summary()}")
     return dls
 
+# %% ../../nbs/04c_data.loaders.ipynb #e50f0455
 def _stats_from_files(files, size, method):
     arrays, _ = decode_images(files, size, method, cache=False, quiet=True)
     x = torch.from_numpy(np.stack([a for a in arrays if a is not None])).permute(0, 3, 1, 2)
     return image_stats(x)
 
+# %% ../../nbs/04c_data.loaders.ipynb #244fea3a
 def _report_skipped(skipped:list, total:int):
     if not skipped: return
     lines = "\n".join(f"  {printable_path(p)}: {why}" for p, why in skipped[:20])
     more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
     log.warning(f"skipped {len(skipped)} of {total} files:\n{lines}{more}")
 
+# %% ../../nbs/04c_data.loaders.ipynb #39d69dc3
 def _check_classes_kept(task:Task, items:Items, labels:list, n_bad:int):
     "A `DataError` if skipping unreadable files took every image of a class (a classifier silently missing a class is wrong)."
     if not labels: raise DataError(f"none of the {len(items)} image files in {items.source} can be decoded (the reasons are above); fix or replace them")
@@ -274,6 +282,7 @@ def _check_classes_kept(task:Task, items:Items, labels:list, n_bad:int):
         raise DataError(f"class(es) {lost} lost all their images: every one of their files was skipped as unreadable "
                         f"(listed above); fix or replace those files, or remove the class")
 
+# %% ../../nbs/04c_data.loaders.ipynb #cfd59274
 def _warn_copies(files:list, train_idx, valid_idx):
     "Say, before any training, which validation files are exact copies of training files (the score would be optimistic)."
     copies = copies_across_split(files, train_idx, valid_idx)
@@ -282,7 +291,6 @@ def _warn_copies(files:list, train_idx, valid_idx):
     log.warning(f"{len(copies)} validation image{'s are' if len(copies) > 1 else ' is an'} exact cop{'ies' if len(copies) > 1 else 'y'} of training "
                 f"image{'s' if len(copies) > 1 else ''} ({shown}): the validation score will be optimistic. Remove one file of each "
                 f"pair (`cvkit audit DATA` lists every copy, also resized or re-encoded ones)")
-
 
 # %% ../../nbs/04c_data.loaders.ipynb #9b041800
 def set_normalization(

@@ -36,6 +36,7 @@ def _table_html(df, shade:tuple=("precision", "recall", "f1"), digits:int=3)->st
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table style='border-collapse:collapse;font-size:12px'><tr>{head}</tr>{''.join(rows)}</table>"
 
+# %% ../../nbs/07d_eval.dashboard.ipynb #917072ec
 def cell_colour(
     fraction:float,              # the cell's share of its true class (its row)
     diagonal:bool,               # right predictions (blue) or mistakes (red)
@@ -65,6 +66,7 @@ class MetricsTab(widgets.HBox):
 def _grid_label(text)->widgets.HTML:
     return widgets.HTML(small_html(html.escape(str(text)), title=str(text), text_align="center", overflow="hidden", white_space="nowrap"))
 
+# %% ../../nbs/07d_eval.dashboard.ipynb #fe112d40
 class ConfusionTab(widgets.VBox):
     "A confusion matrix of buttons; a click on a cell shows that cell's images, highest loss first."
     def __init__(self,

@@ -44,6 +44,7 @@ def _is_evaluation(o)->bool:
     "An evaluation of any task (`Evaluation`, `MultiLabelEvaluation`): predictions with the model, data and normalisation behind them."
     return isinstance(o, Evaluation) or all(hasattr(o, a) for a in ("probs", "targets", "classes", "model", "dl"))
 
+# %% ../../nbs/07b_eval.gradcam.ipynb #7e10715f
 def _model_and_stats(source):
     "The model, class names and input normalisation of a learner, an `Evaluation` or a bare model."
     if isinstance(source, Learner):

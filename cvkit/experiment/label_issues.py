@@ -105,6 +105,7 @@ def _single_label_table(p:np.ndarray, given:np.ndarray, flagged:np.ndarray, clas
                          "label_quality": get_label_quality_scores(given, p), "p_label": p[rows, given],
                          "p_suggested": p[rows, suggested], "issue": flagged, "outlier_score": ood, "outlier": ood <= cut})
 
+# %% ../../nbs/10f_experiment.label_issues.ipynb #a39ab17c
 def _multi_label_table(p:np.ndarray, given:list, flagged:np.ndarray, classes:list, outliers:float)->pd.DataFrame:
     "Per image: labels, suggested labels (probability ≥ 0.5), quality and issue flag (multi-label; no outlier scores)."
     from cleanlab.multilabel_classification.rank import get_label_quality_scores
@@ -137,6 +138,7 @@ def findings(self:LabelIssues)->pd.DataFrame:
     return pd.DataFrame({"file": rows["file"], "class": rows["label"], "predicted": rows["suggested"], "probability": rows["p_suggested"],
                          "loss": 1 - rows["label_quality"], "note": [n.strip() for n in note]})
 
+# %% ../../nbs/10f_experiment.label_issues.ipynb #04b2d896
 @patch
 def cleaner(self:LabelIssues, root:str|Path|None=None, **kwargs):
     "A `Cleaner` over the suspects and outliers, the suggested relabels pre-marked for a person to accept or reject."
@@ -156,6 +158,7 @@ def _repr_html_(self:LabelIssues, n:int=12)->str:
                     zip(rows["file"], rows["label"], rows["suggested"], rows["label_quality"]) if f is not None)
     return f"<p>{html.escape(self.summary())}</p><table><tr>{cells}</tr></table>"
 
+# %% ../../nbs/10f_experiment.label_issues.ipynb #7d2b6008
 @patch
 def save(self:LabelIssues, path:str|Path)->Path:
     "Write every image's row (label, suggestion, quality, flags) as CSV, atomically."

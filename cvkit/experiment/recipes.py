@@ -79,12 +79,14 @@ def speed_dataloaders(
     augs = ([RandomTranslate(r.translate)] if r.translate else []) + ([RandomFlip()] if r.flip else [])
     return image_dataloaders(source, size=size, bs=r.bs, augment=augs, flip=r.flip, in_memory=True, **kwargs)
 
+# %% ../../nbs/10g_experiment.recipes.ipynb #0cc1d3e1
 def speed_param_groups(model:nn.Module)->list:
     "Two parameter groups: the shifts of the `ShiftNorm` layers, then every other trainable parameter."
     shifts = {id(p) for m in model.modules() if isinstance(m, ShiftNorm) for p in m.parameters(recurse=False)}
     ps = [p for p in model.parameters() if p.requires_grad]
     return [[p for p in ps if id(p) in shifts], [p for p in ps if id(p) not in shifts]]
 
+# %% ../../nbs/10g_experiment.recipes.ipynb #9132d059
 def speed_learner(
     dls,                              # from `speed_dataloaders`
     recipe:SpeedRecipe|None=None,     # settings (default: `SpeedRecipe()`)

@@ -60,6 +60,7 @@ def _default_plan(config:TrainConfig, items):
     plan = training_plan(config, choice, items.task, builtin, _n_train(items, config))
     return plan, plan.size or auto_size(items.files), side
 
+# %% ../../nbs/10d_experiment.search.ipynb #db035b09
 def default_space(
     config:TrainConfig|None=None,      # the config to search around (its data decides the networks and sizes)
     items=None,                        # its items, if already read
@@ -84,7 +85,6 @@ def default_space(
                   "size": sorted({size} | {s for s in (160, 192, 224) if MIN_TRANSFER_SIZE <= s <= max(size, 224)})}
     for field in items.task.unused_fields: space.pop(field, None)      # e.g. label smoothing, for multi-label data
     return space
-
 
 # %% ../../nbs/10d_experiment.search.ipynb #b84e3566
 class PruningCallback(Callback):
@@ -129,6 +129,7 @@ def _file_lock(path:Path|None):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../../nbs/10d_experiment.search.ipynb #723d2a34
 def open_storage(storage:str|Path|None):
     "An Optuna storage for `storage`: None (in memory), a database URL (sqlite:///file.db, postgresql://...) or a journal file (*.log)."
     import optuna, warnings
@@ -208,6 +209,7 @@ def _suggest(trial, space:dict)->dict:
         else: out[name] = trial.suggest_categorical(name, dist.choices)
     return out
 
+# %% ../../nbs/10d_experiment.search.ipynb #69a3fb33
 def _fixed(space:dict)->dict:
     "The fields `space` fixes rather than searches."
     return {k: v for k, v in space.items() if as_distribution(k, v) is None}

@@ -42,6 +42,7 @@ class ArchChoice:
     size:int|None                      # image side (None: from the data)
     reason:str                         # one line for the user
 
+# %% ../../nbs/10a_experiment.training.ipynb #e43bb9d6
 def choose_arch(
     arch:str="auto",                   # "auto" or a name
     pretrained:bool|None=None,         # True/False as asked; None: the default for the choice
@@ -103,6 +104,7 @@ class TrainPlan:
     arch:str; pretrained:bool; size:int|None; epochs:int; lr:float; lr_mult:float|None; bs:int
     label_smoothing:float; flip:bool; reason:str
 
+# %% ../../nbs/10a_experiment.training.ipynb #49128e1a
 def training_plan(
     config:TrainConfig,                # what was asked (None fields: the defaults below)
     choice:ArchChoice,                 # the architecture, weights and size (`choose_arch`)
@@ -143,6 +145,7 @@ def _plain(config)->dict:
     "`config` as JSON-ready values."
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
 
+# %% ../../nbs/10a_experiment.training.ipynb #6e982d0f
 def _write_outputs(result:TrainResult, config:TrainConfig, out:Path):
     "Export the model and write config.json, history.csv, metrics.json and the two plots to `out`."
     import matplotlib.pyplot as plt           # (no backend switch: a notebook keeps showing its figures)
@@ -162,6 +165,7 @@ def _n_train(items, config:TrainConfig, valid_idx=None)->int:
     if items.is_valid is not None and config.split in ("auto", "folder"): return len(items) - sum(map(bool, items.is_valid))
     return len(items) - max(1, round(len(items)*config.valid_pct))
 
+# %% ../../nbs/10a_experiment.training.ipynb #bd33c170
 def build_learner(
     config:TrainConfig,                # what to train
     items=None,                        # `Items` already read from `config.data`
@@ -195,6 +199,7 @@ def check_writable(out:str|Path)->Path:
         raise ConfigError(f"cannot write to {out}: {e.strerror or e}; choose another output folder (--out)") from None
     return out
 
+# %% ../../nbs/10a_experiment.training.ipynb #9ae22405
 def use_deterministic(on:bool=True):
     "Deterministic algorithms wherever torch has them, so a rerun or a resume on the same machine and software repeats the same arithmetic."
     if not on: return
@@ -209,11 +214,13 @@ def use_deterministic(on:bool=True):
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
 
+# %% ../../nbs/10a_experiment.training.ipynb #57388ed8
 def training_phases(plan:TrainPlan)->list:
     "The fits `train` runs for `plan`: fine-tuning (the head, then all layers) or one cycle from scratch, as resumable phases."
     if plan.pretrained: return fine_tune_phases(plan.epochs, plan.lr, lr_mult=plan.lr_mult)
     return one_cycle_phases(plan.epochs, plan.lr)
 
+# %% ../../nbs/10a_experiment.training.ipynb #70484dc8
 def split_digest(dls)->str:
     "SHA-256 of the training and validation file lists: a resume on other data, or another split, is refused."
     spec = dls.spec
@@ -230,6 +237,7 @@ def checkpoint_folder(path:str|Path)->CheckpointFolder:
     if not path.exists(): raise CheckpointError(f"{path} does not exist: give the --out folder of the run to resume")
     return CheckpointFolder(path/"checkpoints" if (path/"checkpoints").is_dir() else path)
 
+# %% ../../nbs/10a_experiment.training.ipynb #2c3d17c4
 def resume_config(resume:str|Path, config:TrainConfig|None=None, changes:dict|None=None)->tuple[TrainConfig, dict, Path]:
     "The config, state and file of the newest usable checkpoint of the run in `resume`; a config given too must match it."
     state, path = checkpoint_folder(resume).latest()
@@ -247,6 +255,7 @@ def resume_config(resume:str|Path, config:TrainConfig|None=None, changes:dict|No
     log.info(f"resuming from {path} ({_where(state['position'])})")
     return config, state, path
 
+# %% ../../nbs/10a_experiment.training.ipynb #806e2584
 def _resume_threads(state:dict|None, deterministic:bool)->int|None:
     "The CPU thread count to resume with: the checkpoint's when `deterministic` (sums repeat only with the same count)."
     saved, now = (state or {}).get("threads"), torch.get_num_threads()
@@ -257,6 +266,7 @@ def _resume_threads(state:dict|None, deterministic:bool)->int|None:
     log.info(f"the checkpoint was written with {saved} CPU threads, this process has {now}: the result may differ in the last bits")
     return None
 
+# %% ../../nbs/10a_experiment.training.ipynb #0c9bbc59
 def _where(pos:dict)->str:
     return f"phase {pos['phase'] + 1}, epoch {min(pos['epoch'] + 1, pos['n_epoch'])}/{pos['n_epoch']}" + (f", batch {pos['batch']}" if pos["batch"] else "") + (
            " done" if pos["epoch"] >= pos["n_epoch"] else "")

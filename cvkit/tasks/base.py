@@ -63,20 +63,24 @@ def register_task(cls:type, *aliases:str)->type:
     _TASK_ALIASES.update({a: cls.name for a in aliases})
     return cls
 
+# %% ../../nbs/01_tasks.base.ipynb #0abe8be8
 def default_task()->Task:
     "The task assumed when nothing says otherwise (one class per image)."
     return next(cls() for cls in TASKS.values() if cls.default)
 
+# %% ../../nbs/01_tasks.base.ipynb #1d800035
 def task_names(aliases:bool=False)->list[str]:
     "The names `get_task` accepts: the registered tasks' (and, with `aliases`, their other spellings)."
     return [*TASKS, *(_TASK_ALIASES if aliases else [])]
 
+# %% ../../nbs/01_tasks.base.ipynb #dcff659f
 def task_of_labels(labels:list)->Task:
     "The task whose kind of target `labels` (already parsed: a class, a tuple of labels, ...) are."
     kinds = [cls() for cls in TASKS.values() if len(labels) and cls().accepts(labels[0])]
     if not kinds: raise ConfigError(f"no task takes labels such as {labels[0]!r}" if len(labels) else "no labels given")
     return kinds[0]
 
+# %% ../../nbs/01_tasks.base.ipynb #1eec1fd7
 def get_task(task:str|Task)->Task:
     "The `Task` for a name (`single_label`, `multi_label`, or an alias such as `multilabel`) or a `Task` itself."
     if isinstance(task, Task): return task
@@ -84,6 +88,7 @@ def get_task(task:str|Task)->Task:
     if name not in TASKS: raise ConfigError(f"unknown task {task!r}; choose from {', '.join(TASKS)} (or 'auto')")
     return TASKS[name]()
 
+# %% ../../nbs/01_tasks.base.ipynb #49e01359
 def detect_task(raw_labels:list, delimiter:str=" ")->tuple[Task,str]:
     "The task suggested by raw label cells, and one line saying why."
     for cls in TASKS.values():                      # the first task that recognises the cells, else the default

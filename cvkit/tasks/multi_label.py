@@ -16,8 +16,24 @@ from .base import *
 from .base import _fastai
 
 # %% auto #0
-__all__ = ['MultiLabel', 'thresholds_for', 'MultiLabelPrediction', 'best_thresholds', 'MultiLabelEvaluation', 'per_label_table',
+__all__ = ['MultiLabelPrediction', 'MultiLabel', 'thresholds_for', 'best_thresholds', 'MultiLabelEvaluation', 'per_label_table',
            'plot_label_confusion']
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #30d74722
+@dataclass
+class MultiLabelPrediction:
+    "The labels whose probability reaches their threshold, and the probability of every label."
+    labels:list[str]
+    probs:dict[str,float]
+    thresholds:dict[str,float]
+    def __repr__(self): return f"MultiLabelPrediction({self.labels}, p={[round(self.probs[l], 3) for l in self.labels]})"
+    @property
+    def label(self)->str: return " ".join(self.labels)     # the CSV form: space-separated labels
+    def as_line(self)->str:
+        return " ".join(f"{l}:{self.probs[l]:.4f}" for l in self.labels) if self.labels else "(none)"
+    def as_json(self)->dict:
+        return {"labels": self.labels, "probs": {k: round(v, 6) for k, v in self.probs.items()},
+                "thresholds": {k: round(v, 6) for k, v in self.thresholds.items()}}
 
 # %% ../../nbs/01b_tasks.multi_label.ipynb #b840f8df
 class MultiLabel(Task):
@@ -97,31 +113,17 @@ def thresholds_for(
     if len(threshold) != len(vocab): raise ConfigError(f"{len(threshold)} thresholds for {len(vocab)} labels")
     return dict(zip(vocab, map(float, threshold)))
 
-# %% ../../nbs/01b_tasks.multi_label.ipynb #30d74722
-@dataclass
-class MultiLabelPrediction:
-    "The labels whose probability reaches their threshold, and the probability of every label."
-    labels:list[str]
-    probs:dict[str,float]
-    thresholds:dict[str,float]
-    def __repr__(self): return f"MultiLabelPrediction({self.labels}, p={[round(self.probs[l], 3) for l in self.labels]})"
-    @property
-    def label(self)->str: return " ".join(self.labels)     # the CSV form: space-separated labels
-    def as_line(self)->str:
-        return " ".join(f"{l}:{self.probs[l]:.4f}" for l in self.labels) if self.labels else "(none)"
-    def as_json(self)->dict:
-        return {"labels": self.labels, "probs": {k: round(v, 6) for k, v in self.probs.items()},
-                "thresholds": {k: round(v, 6) for k, v in self.thresholds.items()}}
-
 # %% ../../nbs/01b_tasks.multi_label.ipynb #60059146
 def _label_kw(targets:np.ndarray)->dict:
     "scikit-learn reads a one-column indicator as binary data (classes 0 and 1): ask for the positive class only."
     return {"labels": [1]} if targets.shape[1] == 1 else {}
 
+# %% ../../nbs/01b_tasks.multi_label.ipynb #0be700af
 def _f1_at(probs:np.ndarray, targets:np.ndarray, t:float|np.ndarray)->np.ndarray:
     "F1 of every label at threshold(s) `t`."
     return precision_recall_fscore_support(targets, (probs >= t).astype(int), average=None, zero_division=0, **_label_kw(targets))[2]
 
+# %% ../../nbs/01b_tasks.multi_label.ipynb #dd8263d8
 def best_thresholds(
     probs:np.ndarray,            # (N, n_labels) probabilities
     targets:np.ndarray,          # (N, n_labels) 0/1 targets

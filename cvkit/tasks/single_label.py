@@ -17,7 +17,19 @@ from .base import *
 from .base import _fastai
 
 # %% auto #0
-__all__ = ['SingleLabel', 'Prediction', 'Evaluation', 'plot_confusion_matrix', 'most_confused', 'images_for_cell']
+__all__ = ['Prediction', 'SingleLabel', 'Evaluation', 'plot_confusion_matrix', 'most_confused', 'images_for_cell']
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #e74b510e
+@dataclass
+class Prediction:
+    "The predicted class, its probability, and the probability of every class."
+    label:str
+    probability:float
+    probs:dict[str,float]
+    def __repr__(self): return f"Prediction({self.label!r}, p={self.probability:.3f})"
+    def as_line(self)->str: return f"{self.label}\t{self.probability:.4f}"
+    def as_json(self)->dict:
+        return {"label": self.label, "probability": round(self.probability, 6), "probs": {k: round(v, 6) for k, v in self.probs.items()}}
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #3613a4d5
 class SingleLabel(Task):
@@ -62,18 +74,6 @@ class SingleLabel(Task):
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #020c91cc
 register_task(SingleLabel, "single", "single-label", "classification")
-
-# %% ../../nbs/01a_tasks.single_label.ipynb #e74b510e
-@dataclass
-class Prediction:
-    "The predicted class, its probability, and the probability of every class."
-    label:str
-    probability:float
-    probs:dict[str,float]
-    def __repr__(self): return f"Prediction({self.label!r}, p={self.probability:.3f})"
-    def as_line(self)->str: return f"{self.label}\t{self.probability:.4f}"
-    def as_json(self)->dict:
-        return {"label": self.label, "probability": round(self.probability, 6), "probs": {k: round(v, 6) for k, v in self.probs.items()}}
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #264cc0c5
 def _class_index(classes:list, c)->int:

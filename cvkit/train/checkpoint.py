@@ -46,6 +46,7 @@ def _pack(obj, tensors:dict, key:str):
     if obj is None or isinstance(obj, (bool, int, float, str)): return obj
     raise CheckpointError(f"{key}: cannot store a {type(obj).__name__} in a checkpoint (tensors, arrays, numbers, text, lists and dicts only)")
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #e48c4ed7
 def _unpack(obj, tensors:dict):
     "The inverse of `_pack`."
     if isinstance(obj, list): return [_unpack(v, tensors) for v in obj]
@@ -65,6 +66,7 @@ def _digest(tensors:dict)->str:
         if t.numel(): h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #54f47573
 WRITE_CHUNK = 1 << 24                      # bytes written (and flushed) at a time: 16 MiB
 
 def save_checkpoint(
@@ -84,6 +86,7 @@ def save_checkpoint(
         os.fsync(f.fileno())
     return Path(path)
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #d0a54fa0
 def load_checkpoint(path:str|Path)->dict:
     "Read a checkpoint written by `save_checkpoint` (no unpickling); raise `CheckpointError` saying what is wrong."
     path = Path(path)
@@ -107,12 +110,14 @@ def _loaders(dls)->list:
     "The fastai DataLoaders of `dls`, unwrapped from data-parallel wrappers."
     return [getattr(dl, "dl", dl) for dl in (dls.loaders if dls is not None else [])]
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #50233976
 def rng_state(dls=None)->dict:
     "Every random generator training draws from: Python, NumPy, torch (CPU and CUDA) and the shuffling of each DataLoader in `dls`."
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
             "loaders": [dl.rng.getstate() for dl in _loaders(dls)]}
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #b6a5ec52
 def set_rng_state(state:dict, dls=None):
     "Put back the generators saved by `rng_state` (the DataLoaders' only with `dls`)."
     v, internal, gauss = state["python"]; random.setstate((v, tuple(internal), gauss))
@@ -131,6 +136,7 @@ def optimizer_state(learn)->dict|None:
     "The fastai optimiser's state (moments, step counts) and hyper-parameters, or None before it exists."
     return None if learn.opt is None else learn.opt.state_dict()
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #625a7d00
 def load_optimizer_state(learn, sd:dict):
     "Put an `optimizer_state` back into `learn.opt` (created if needed), each tensor on its parameter's device."
     if learn.opt is None: learn.create_opt()
@@ -147,6 +153,7 @@ def scaler_state(learn)->dict|None:
     scaler = getattr(learn, "scaler", None)
     return scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #cb4609b5
 def load_scaler_state(learn, state:dict|None):
     "Put a `scaler_state` back into `learn`'s gradient scaler; a warning says when the checkpoint and the run disagree on loss scaling."
     scaler = getattr(learn, "scaler", None)
@@ -160,10 +167,12 @@ def load_scaler_state(learn, state:dict|None):
 # %% ../../nbs/06c_train.checkpoint.ipynb #a66a2dbe
 def _callback_key(cb)->str: return type(cb).__name__
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #6cc9cdcb
 def callback_states(learn)->dict:
     "The state of every callback of `learn` that can be checkpointed (it has `checkpoint_state`)."
     return {_callback_key(cb): cb.checkpoint_state() for cb in learn.cbs if hasattr(cb, "checkpoint_state")}
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #da0e110b
 def load_callback_states(learn, states:dict, new_fit:bool=False):
     "Give each callback of `learn` its state from `callback_states` (`new_fit`: before a fit that starts afresh, as a new phase does)."
     have = {_callback_key(cb): cb for cb in learn.cbs if hasattr(cb, "load_checkpoint_state")}
@@ -179,11 +188,13 @@ def _smooth_loss_state(learn)->dict:
     s = learn.recorder.smooth_loss
     return {"val": getattr(s, "val", None), "count": s.count}
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #46353e2b
 def _load_smooth_loss(learn, state:dict):
     s, v = learn.recorder.smooth_loss, state["val"]
     s.count, s.val = state["count"], v.to(learn.dls.device) if isinstance(v, torch.Tensor) else v
     learn.smooth_loss = s.value
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #c10e54d4
 def training_state(learn, position:dict, rng:dict|None=None, **extra)->dict:
     "Everything needed to continue training `learn` exactly at `position` (phase, epoch, batch)."
     return {"position": dict(position), "model": unwrap_model(learn.model).state_dict(), "optimizer": optimizer_state(learn),
@@ -320,11 +331,13 @@ class TrainPhase:
     prepare:Callable                               # prepare(learn): freezing, before the fit (and before a resume loads into it)
     run:Callable                                   # run(learn, start_epoch, cbs): the fit, e.g. `fit_one_cycle(..., start_epoch=, cbs=)`
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #d21289af
 def one_cycle_phases(epochs:int, lr, **kwargs)->list[TrainPhase]:
     "`learn.fit_one_cycle(epochs, lr, **kwargs)` as resumable phases."
     return [TrainPhase("all layers", epochs, lambda learn: None,
                        lambda learn, start, cbs: learn.fit_one_cycle(epochs, lr, start_epoch=start, cbs=cbs, **kwargs))]
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #28fe9d93
 def fine_tune_phases(epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult:float=100, pct_start:float=0.3, div:float=5.0)->list[TrainPhase]:
     "fastai's `fine_tune` (the head alone, then every layer at half the rate, earlier layers `lr_mult` times slower) as resumable phases."
     return [TrainPhase("frozen", freeze_epochs, lambda learn: learn.freeze(),
@@ -343,6 +356,7 @@ class TrainingInterrupted(CvkitError):
         sig = getattr(signal, self.signal_name or "", None)
         return 128 + (sig.value if isinstance(sig, signal.Signals) else signal.SIGINT.value)
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #000a5a74
 def _resume_point(state:dict, phases:list[TrainPhase])->tuple[int, int, bool]:
     "(phase, epoch, new_fit) to continue from: the end of a phase moves on to the next one."
     pos = state["position"]; phase, epoch = pos["phase"], pos["epoch"]
@@ -352,6 +366,7 @@ def _resume_point(state:dict, phases:list[TrainPhase])->tuple[int, int, bool]:
     if epoch >= phases[phase].epochs and pos["batch"] == 0: return phase + 1, 0, True
     return phase, epoch, False
 
+# %% ../../nbs/06c_train.checkpoint.ipynb #d0f32b2a
 def run_phases(
     learn,                                         # a fastai Learner
     phases:list[TrainPhase],                       # what to fit, in order (`one_cycle_phases`, `fine_tune_phases`)

@@ -23,6 +23,7 @@ def process_device(device:str|None=None)->str|None:
     dev = torch.device(device) if device else default_device()
     return f"cuda:{local}" if dev.type == "cuda" else str(dev)
 
+# %% ../../nbs/06d_train.distributed.ipynb #2f659182
 def per_process_batch(bs:int)->int:
     "Each process's share of a global batch of `bs` images."
     world = process_rank()[1]
@@ -56,6 +57,7 @@ def _rank_zero_or_flagged(record)->bool:
     "Other processes log warnings, and the lines meant for every process (`extra={'every_process': True}`)."
     return record.levelno >= logging.WARNING or getattr(record, "every_process", False)
 
+# %% ../../nbs/06d_train.distributed.ipynb #3c4e461d
 def process_logging():
     "In a data-parallel run, put each process's rank in front of its log lines; processes other than rank 0 log only warnings and their own lines."
     rank, world, _ = process_rank()
@@ -63,10 +65,12 @@ def process_logging():
     log_handler.rank = f"{rank + 1}/{world}"
     if rank > 0 and _rank_zero_or_flagged not in log_handler.filters: log_handler.addFilter(_rank_zero_or_flagged)
 
+# %% ../../nbs/06d_train.distributed.ipynb #89b2e88f
 def _close_process_group():
     "Leave the process group before the interpreter exits: a gloo group left open can abort the process as it ends (SIGABRT)."
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
+# %% ../../nbs/06d_train.distributed.ipynb #95119610
 def data_parallel(learn, device=None):
     "Make `learn` train data-parallel when this process was started by a launcher with several processes; return it."
     rank, world, _ = process_rank()
@@ -84,6 +88,7 @@ def launch_command(argv:list[str], processes:int, module:str="cvkit")->list[str]
     "The command that runs `python -m module argv` as `processes` data-parallel processes on this machine."
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", module, *argv]
 
+# %% ../../nbs/06d_train.distributed.ipynb #307258cb
 def launch(argv:list[str], processes:int, module:str="cvkit")->int:
     "Run `python -m module argv` as `processes` data-parallel processes on this machine; return the exit code."
     if processes < 1: raise ConfigError(f"processes must be at least 1, not {processes}")

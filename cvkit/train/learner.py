@@ -53,6 +53,7 @@ def use_plain_logging(learn:Learner, file=None)->Learner:
     if not hasattr(learn, "epoch_logger"): learn.add_cb(EpochLogger(file))
     return learn
 
+# %% ../../nbs/06a_train.learner.ipynb #a2901fd9
 def _interactive()->bool:
     return IN_NOTEBOOK or (hasattr(sys.stdout, "isatty") and sys.stdout.isatty())
 
@@ -86,6 +87,7 @@ class DeviceSmoothLoss(AvgSmoothLoss):
     @property
     def value(self): return torch.tensor(0.) if self.val is None else self.val/(1 - self.beta**self.count)
 
+# %% ../../nbs/06a_train.learner.ipynb #a8aa1cfb
 class DeviceMetrics(Callback):
     "Install `DeviceSmoothLoss` in the recorder and move the epoch's recorded losses to the CPU in one copy."
     order = 55                                     # after the Recorder (50)
@@ -124,6 +126,7 @@ class CompileTimer(Callback):
         self.learn.compile_seconds = self.compile_seconds
         log.info(f"torch.compile: {self.compile_seconds:.1f}s compiling; then {steady*1000:.0f} ms per batch")
 
+# %% ../../nbs/06a_train.learner.ipynb #52436eea
 def compile_model(learn:Learner, options:bool|str|dict=True)->Learner:
     "Compile `learn.model` in place with `torch.compile` (True, a mode name such as 'max-autotune', or kwargs)."
     if not options: return learn
@@ -167,6 +170,7 @@ def body_modules(model:nn.Module)->nn.Module:
         return model[0]                                          # fastai's vision_learner: (body, head)
     return model[:head_start(model)]
 
+# %% ../../nbs/06a_train.learner.ipynb #ff3a2041
 class KeepBatchNormStats(Callback):
     "Keep the batch norms of the model's body in evaluation mode while training: they normalise with their pretrained statistics."
     order = 1                                                    # after fastai's TrainEvalCallback puts the model in training mode
@@ -196,6 +200,7 @@ def whitening_images(dls:DataLoaders, n:int=WHITEN_IMAGES)->torch.Tensor:
     if not xs: raise DataError("no training images to set the whitening layer from")
     return torch.cat(xs)[:n]
 
+# %% ../../nbs/06a_train.learner.ipynb #c265276e
 def init_whitening(model:nn.Module, dls:DataLoaders, n:int=WHITEN_IMAGES)->int:
     "Set every `PatchWhitening` layer of `model` from `n` training images of `dls`; return how many were set."
     layers = [m for m in model.modules() if isinstance(m, PatchWhitening)]

@@ -26,6 +26,7 @@ def _as_learner(learn)->Learner:
     if not isinstance(made, Learner): raise ConfigError(f"the learner factory returned {type(made).__name__}, not a Learner")
     return made
 
+# %% ../../nbs/06f_train.lr_explorer.ipynb #977049b1
 def _rate_slider(result:LRFindResult)->widgets.FloatLogSlider:
     "A log-scale slider over the rates the test tried, starting at the recommendation."
     r = result

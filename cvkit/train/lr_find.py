@@ -76,6 +76,7 @@ def _suggest(rule, lrs:np.ndarray, losses:np.ndarray, num_it:int)->tuple[float|N
         return None, f"{len(lrs)} point(s) are too few for it ({type(e).__name__}: {e})"
     return (lr, None) if math.isfinite(lr) and lr > 0 else (None, f"it read {lr}, not a positive finite rate")
 
+# %% ../../nbs/06e_train.lr_find.ipynb #22eda840
 def recommend_lr(
     suggestions:dict,   # rule name -> suggested rate (or None), as in `LRFindResult.suggestions`
 )->tuple[float|None, str]:
@@ -228,6 +229,7 @@ class LRRun:
     metrics:dict             # metric name -> final value (e.g. accuracy)
     seconds:float
 
+# %% ../../nbs/06e_train.lr_find.ipynb #aff2d2a2
 class _BatchLosses(Callback):
     "Collect the smoothed training loss after every batch."
     order = 55                                           # after the Recorder has updated `smooth_loss`
@@ -235,6 +237,7 @@ class _BatchLosses(Callback):
     def after_batch(self):
         if self.training: self.losses.append(float(self.learn.smooth_loss))
 
+# %% ../../nbs/06e_train.lr_find.ipynb #8228b8d1
 def train_run(
     learn:Learner,              # the learner (left as it was)
     lr:float,                   # peak rate of the one-cycle schedule

@@ -25,9 +25,11 @@ def _clone(o):
     if isinstance(o, (list, tuple, L)): return type(o)([_clone(v) for v in o])
     return copy.deepcopy(o)
 
+# %% ../../nbs/06b_train.state.ipynb #d1b61539
 def _copy_random(r:random.Random)->random.Random:
     c = random.Random(); c.setstate(r.getstate()); return c
 
+# %% ../../nbs/06b_train.state.ipynb #6fe2ef79
 def _shallow(d:dict)->dict:
     "A copy of an attribute dict whose lists and dicts are copied one level deep."
     def one(v):
@@ -43,6 +45,7 @@ def _placement(model:torch.nn.Module)->tuple:
     cl = any(t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last) for t in model.parameters())
     return p.device, cl
 
+# %% ../../nbs/06b_train.state.ipynb #049e07d4
 def _place(model:torch.nn.Module, device, channels_last:bool):
     "Move `model` back to `device` and memory layout (training may have moved it: fastai moves it to the data's device)."
     if device is None: return
