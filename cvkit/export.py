@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save as save_safetensors, load as load_safetensors, load_file
-from fastai.vision.all import Learner, create_vision_model, create_timm_model
+from fastai.vision.all import Learner
 import cvkit
 from .core import *
 from .models.registry import arch_spec, META_FILE
@@ -57,11 +57,7 @@ def export(
 # %% ../nbs/09_export.ipynb #6fef9843
 def build_model(meta:dict)->torch.nn.Module:
     "The untrained architecture described by a `model.json` dictionary."
-    spec = arch_spec(meta["arch"])
-    n_out, kw = len(meta["classes"]), dict(meta.get("arch_kwargs", {}))
-    if spec.family == "cvkit": return spec.builder(n_out, **kw)
-    if spec.family == "timm": return create_timm_model(spec.builder, n_out, pretrained=False, **kw)[0]
-    return create_vision_model(spec.builder, n_out, pretrained=False, **kw)
+    return arch_spec(meta["arch"]).build(len(meta["classes"]), **meta.get("arch_kwargs", {}))   # the builder training used
 
 # %% ../nbs/09_export.ipynb #c5266c66
 class Predictor:

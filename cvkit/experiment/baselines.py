@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from ..core import *
 from ..tasks import SingleLabel
-from ..data.images import typical_side
+from ..data.images import decode_images, typical_side
 from ..models.classical import *
 from ..models.classical import _classical_meta
 from ..data.split import split_indices

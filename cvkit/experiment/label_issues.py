@@ -43,14 +43,6 @@ class LabelIssues:
                 f"(confident learning on out-of-fold probabilities).{weak} Nothing was changed: review with .cleaner().")
     def __repr__(self): return self.summary()
 
-# %% ../../nbs/10f_experiment.label_issues.ipynb #7b31f819
-def _as_label_list(labels, classes:list, multi:bool):
-    "Class indices (single-label) or lists of indices (multi-label) for cleanlab, checked against `classes`."
-    pos = {c: i for i, c in enumerate(classes)}
-    unknown = sorted({str(l) for v in labels for l in (v if multi else [v]) if l not in pos})
-    if unknown: raise DataError(f"labels {unknown[:5]} are not among the classes {classes}")
-    return [[pos[l] for l in v] for v in labels] if multi else np.array([pos[l] for l in labels])
-
 # %% ../../nbs/10f_experiment.label_issues.ipynb #dd949286
 def label_issues(
     cv=None,                           # a `CVResult` (or the folder `save_cv` / `cvkit cv --out` wrote)
@@ -64,7 +56,6 @@ def label_issues(
     root:str|Path|None=None,           # the dataset folder, for the Cleaner (default: the files' common folder)
 )->LabelIssues:
     "Rank images whose label is probably wrong (with a suggested label) and outliers, from out-of-fold probabilities, by confident learning."
-    from cleanlab.filter import find_label_issues
     if cv is not None:
         if isinstance(cv, (str, Path)):
             from cvkit.experiment.kfold import load_cv
@@ -74,46 +65,18 @@ def label_issues(
         if probs is None or labels is None: raise ConfigError("give a cross-validation result, or probs= and labels=")
         task = task_of_labels(labels)
         classes = list(classes) if classes is not None else task.classes(list(labels))
-    probs, multi = np.asarray(probs, dtype=float), not task.one_class_per_item   # label sets: cleanlab's multi-label mode
+    probs = np.asarray(probs, dtype=float)
     files = list(files) if files is not None else [None]*len(labels)
     if probs.shape != (len(labels), len(classes)):
         raise ConfigError(f"probs has shape {probs.shape}; expected {len(labels)} images × {len(classes)} classes")
     ok = np.flatnonzero(~np.isnan(probs).any(1))                 # images no fold validated have no evidence
     if len(ok) < len(classes): raise DataError(f"only {len(ok)} images have out-of-fold probabilities; run cross_validate first")
-    p, given = probs[ok], _as_label_list([labels[i] for i in ok], classes, multi)
-    if not multi: p = p/p.sum(1, keepdims=True)
-    flagged = find_label_issues(given, p, filter_by=filter_by, multi_label=multi, n_jobs=1)
-    table = (_multi_label_table if multi else _single_label_table)(p, given, flagged, classes, outliers)
+    table = task.label_issues(probs[ok], [labels[i] for i in ok], classes, filter_by=filter_by, outliers=outliers)   # the task's audit hook
     table.insert(0, "file", [files[i] for i in ok])
     if root is None and all(f is not None for f in files): root = data_root(files)
-    agree = float(np.mean([set(a) == set(b) if multi else a == b
-                           for a, b in zip(table["label"], table["suggested"] if multi else [classes[i] for i in p.argmax(1)])]))
-    in_folders = not multi and all(f is not None and Path(f).parent.name == l for f, l in zip(table["file"], table["label"]))
+    agree = float(np.mean([a == b for a, b in zip(table["label"], table["predicted"])]))
+    in_folders = task.one_class_per_item and all(f is not None and Path(f).parent.name == l for f, l in zip(table["file"], table["label"]))
     return LabelIssues(table, classes, task.name, Path(root) if root else None, agree, in_folders)
-
-# %% ../../nbs/10f_experiment.label_issues.ipynb #1cbfb9ab
-def _single_label_table(p:np.ndarray, given:np.ndarray, flagged:np.ndarray, classes:list, outliers:float)->pd.DataFrame:
-    "Per image: label, suggestion (the likeliest other class), quality, issue flag and outlier score (single-label)."
-    from cleanlab.rank import get_label_quality_scores
-    from cleanlab.outlier import OutOfDistribution
-    rows = np.arange(len(p))
-    other = p.copy(); other[rows, given] = -1                     # the suggestion is never the given label
-    suggested = other.argmax(1)
-    ood = OutOfDistribution().fit_score(pred_probs=p, labels=given, verbose=False)
-    cut = np.quantile(ood, outliers) if outliers > 0 else -np.inf
-    return pd.DataFrame({"label": [classes[g] for g in given], "suggested": [classes[s] for s in suggested],
-                         "label_quality": get_label_quality_scores(given, p), "p_label": p[rows, given],
-                         "p_suggested": p[rows, suggested], "issue": flagged, "outlier_score": ood, "outlier": ood <= cut})
-
-# %% ../../nbs/10f_experiment.label_issues.ipynb #a39ab17c
-def _multi_label_table(p:np.ndarray, given:list, flagged:np.ndarray, classes:list, outliers:float)->pd.DataFrame:
-    "Per image: labels, suggested labels (probability ≥ 0.5), quality and issue flag (multi-label; no outlier scores)."
-    from cleanlab.multilabel_classification.rank import get_label_quality_scores
-    return pd.DataFrame({"label": [tuple(classes[i] for i in g) for g in given],
-                         "suggested": [tuple(c for c, q in zip(classes, row) if q >= 0.5) for row in p],
-                         "label_quality": get_label_quality_scores(given, p),
-                         "p_label": [float(np.prod(row[g])) if g else float("nan") for row, g in zip(p, given)],
-                         "p_suggested": p.max(1), "issue": flagged, "outlier_score": np.nan, "outlier": False})
 
 # %% ../../nbs/10f_experiment.label_issues.ipynb #15390062
 @patch

@@ -33,12 +33,7 @@ class Embedder:
     def __init__(self, arch:str="cifar_resnet", device=None):
         spec = arch_spec(arch); sd = pretrained_state_dict(spec)
         self.arch, self.size, self.device = spec.name, spec.pretrain_size, default_device(device)
-        if spec.family == "cvkit":
-            model = spec.builder(10); load_backbone(model, sd)
-            self.body = torch.nn.Sequential(*list(model)[:head_start(model)], torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-        else:
-            import timm
-            self.body = timm.create_model(spec.name, pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(state_dict=sd))
+        self.body = torch.nn.Sequential(spec.body(spec.build(10, sd)), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         self.body.eval().to(self.device)
         self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1); self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
     @torch.no_grad()

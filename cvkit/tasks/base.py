@@ -50,15 +50,20 @@ class Task:
     def export_meta(self, classes:list[str], threshold=None)->dict: return {}           # cvkit.json fields of this task
     def accepts(self, label)->bool: raise NotImplementedError       # is `label` (already parsed) this task's kind of target?
     def recognises(self, raw_labels:list, delimiter:str=" ")->str|None: return None   # why raw label cells look like this task's, or None
+    def label_issues(self, probs:np.ndarray, labels:list, classes:list, filter_by:str="both", outliers:float=0.01):   # the audit hook
+        raise NotImplementedError   # per image: label, suggested, predicted, label_quality, p_label, p_suggested, issue, outlier_score, outlier
     def __repr__(self): return f"{type(self).__name__}()"
-    def __eq__(self, other): return type(self) is type(other)
-    def __hash__(self): return hash(type(self))
+    def __eq__(self, other): return isinstance(other, Task) and (type(self).__name__, self.name) == (type(other).__name__, other.name)
+    def __hash__(self): return hash((type(self).__name__, self.name))     # by name: the same task however often its class is defined
 
 # %% ../../nbs/01_tasks.base.ipynb #981f66ce
 TASKS, _TASK_ALIASES = {}, {}
 
 def register_task(cls:type, *aliases:str)->type:
     "Make the `Task` subclass `cls` known by its `name` (and `aliases`) to `get_task`, the command line and saved runs."
+    known = TASKS.get(cls.name)
+    if known is not None and cls.__module__ == "__main__" != known.__module__:
+        return cls        # a notebook re-running a package task's definition (for its tests) leaves the package's class registered
     TASKS[cls.name] = cls
     _TASK_ALIASES.update({a: cls.name for a in aliases})
     return cls

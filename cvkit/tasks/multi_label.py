@@ -14,6 +14,7 @@ from sklearn.metrics import precision_recall_fscore_support, average_precision_s
 from ..core import *
 from .base import *
 from .base import _fastai
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MultiLabelPrediction', 'MultiLabel', 'thresholds_for', 'best_thresholds', 'MultiLabelEvaluation', 'per_label_table',
@@ -249,3 +250,25 @@ def plot_label_confusion(
     fig.suptitle(f"Confusion per label (macro F1 {ev.macro_f1:.3f}, mAP {ev.mean_average_precision:.3f})")
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #a7ed142c
+def _label_index_lists(labels:list, classes:list)->list[list[int]]:
+    "Each label set as sorted indices into `classes`; a label outside them is a `DataError`."
+    pos = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({str(l) for v in labels for l in v if l not in pos})
+    if unknown: raise DataError(f"labels {unknown[:5]} are not among the classes {classes}")
+    return [sorted(pos[l] for l in v) for v in labels]
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #80d4b298
+@patch
+def label_issues(self:MultiLabel, probs:np.ndarray, labels:list, classes:list, filter_by:str="both", outliers:float=0.01)->pd.DataFrame:
+    "Per image: labels, suggested labels (probability ≥ 0.5, also the prediction), cleanlab's multi-label quality and issue flag."
+    from cleanlab.filter import find_label_issues
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+    given = _label_index_lists(labels, classes)
+    suggested = [tuple(c for c, q in zip(classes, row) if q >= 0.5) for row in probs]
+    return pd.DataFrame({"label": [tuple(classes[i] for i in g) for g in given], "suggested": suggested, "predicted": suggested,
+                         "label_quality": get_label_quality_scores(given, probs),
+                         "p_label": [float(np.prod(row[g])) if g else float("nan") for row, g in zip(probs, given)],
+                         "p_suggested": probs.max(1), "issue": find_label_issues(given, probs, filter_by=filter_by, multi_label=True, n_jobs=1),
+                         "outlier_score": np.nan, "outlier": False})

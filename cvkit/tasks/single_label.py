@@ -15,6 +15,7 @@ from ..core import *
 from ..metrics import expected_calibration_error
 from .base import *
 from .base import _fastai
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['Prediction', 'SingleLabel', 'Evaluation', 'plot_confusion_matrix', 'most_confused', 'images_for_cell']
@@ -74,6 +75,32 @@ class SingleLabel(Task):
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #020c91cc
 register_task(SingleLabel, "single", "single-label", "classification")
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #14635ab5
+def _class_indices(labels:list, classes:list)->np.ndarray:
+    "Each label's index in `classes`; a label outside them is a `DataError`."
+    pos = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({str(l) for l in labels if l not in pos})
+    if unknown: raise DataError(f"labels {unknown[:5]} are not among the classes {classes}")
+    return np.array([pos[l] for l in labels])
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #ec8c4344
+@patch
+def label_issues(self:SingleLabel, probs:np.ndarray, labels:list, classes:list, filter_by:str="both", outliers:float=0.01)->pd.DataFrame:
+    "Per image: label, suggestion (the likeliest other class), prediction, cleanlab's label quality and issue flag, outlier score."
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    from cleanlab.outlier import OutOfDistribution
+    given, p = _class_indices(labels, classes), probs/probs.sum(1, keepdims=True)
+    rows = np.arange(len(p))
+    other = p.copy(); other[rows, given] = -1                     # the suggestion is never the given label
+    suggested = other.argmax(1)
+    ood = OutOfDistribution().fit_score(pred_probs=p, labels=given, verbose=False)
+    cut = np.quantile(ood, outliers) if outliers > 0 else -np.inf
+    return pd.DataFrame({"label": [classes[g] for g in given], "suggested": [classes[s] for s in suggested],
+                         "predicted": [classes[i] for i in p.argmax(1)], "label_quality": get_label_quality_scores(given, p),
+                         "p_label": p[rows, given], "p_suggested": p[rows, suggested],
+                         "issue": find_label_issues(given, p, filter_by=filter_by, n_jobs=1), "outlier_score": ood, "outlier": ood <= cut})
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #264cc0c5
 def _class_index(classes:list, c)->int:

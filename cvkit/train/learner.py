@@ -135,17 +135,6 @@ def compile_model(learn:Learner, options:bool|str|dict=True)->Learner:
     learn.add_cb(CompileTimer())
     return learn
 
-# %% ../../nbs/06a_train.learner.ipynb #ae732626
-def _with_state_dict(fn, state_dict:dict):
-    "Wrap torchvision constructor `fn` so it builds the model and loads `state_dict` (keeping fastai's metadata)."
-    from fastai.vision.learner import model_meta, _default_meta
-    def make(weights=None, **kwargs):
-        m = fn(weights=None, **kwargs)
-        m.load_state_dict(state_dict)
-        return m
-    model_meta[make] = model_meta.get(fn, _default_meta)
-    return make
-
 # %% ../../nbs/06a_train.learner.ipynb #1aa81ca7
 def match_normalization(dls:DataLoaders, spec:ArchSpec)->bool:
     "Normalise `dls` with the statistics `spec`'s weights were trained with; return whether anything changed."
@@ -215,6 +204,12 @@ def data_task(dls:DataLoaders)->Task:
     spec = getattr(dls, "spec", None)
     return spec.task if spec is not None else SingleLabel()
 
+# %% ../../nbs/06a_train.learner.ipynb #af9094b8
+def _fastai_splitter(spec:ArchSpec):
+    "The layer groups fastai's `vision_learner` gives a timm or torchvision network (body stages, head)."
+    from fastai.vision.learner import model_meta, _default_meta
+    return model_meta.get(spec.builder, _default_meta)["split"] if spec.family == "torchvision" else _default_meta["split"]
+
 # %% ../../nbs/06a_train.learner.ipynb #f756bc6b
 def cv_learner(
     dls:DataLoaders,                 # from `image_dataloaders`
@@ -260,25 +255,20 @@ def cv_learner(
         match_normalization(dls, spec)
     if spec is None: learn = Learner(dls, arch, **common)
     elif spec.family == "cvkit":
-        fn = spec.builder
         if dropout is not None: arch_kwargs["dropout"] = dropout
-        if pretrained and "head" in inspect.signature(fn).parameters: arch_kwargs.setdefault("head", "concat")
-        model = fn(n_out, **arch_kwargs)
-        if state_dict is not None: load_backbone(model, state_dict)
-        elif init_whitening(model, dls, whiten_images): reseed_dataloaders(dls, seed)   # reading batches moved the shuffling
+        if pretrained and "head" in inspect.signature(spec.builder).parameters: arch_kwargs.setdefault("head", "concat")
+        model = spec.build(n_out, state_dict, **arch_kwargs)
+        if state_dict is None and init_whitening(model, dls, whiten_images): reseed_dataloaders(dls, seed)   # reading batches moved the shuffling
         learn = Learner(dls, model, splitter=lambda m: [params(g) for g in body_groups(m)], **common)
         if pretrained: learn.freeze()
     else:
-        fn, extra = spec.builder, {} if dropout is None else {"ps": dropout}
-        if spec.splitter is not None: extra["splitter"] = spec.splitter
-        if state_dict is not None and spec.family == "timm": extra["pretrained_cfg_overlay"] = dict(state_dict=state_dict)
-        if state_dict is not None and spec.family == "torchvision": fn = _with_state_dict(fn, state_dict)
-        try:
-            learn = vision_learner(dls, fn, pretrained=pretrained, normalize=False, **common, **extra, **arch_kwargs)
+        try: model = spec.build(n_out, state_dict, **({} if dropout is None else {"ps": dropout}), **arch_kwargs)
         except RuntimeError as e:
             if state_dict is not None and "state_dict" in str(e):
                 raise WeightsError(f"the weights do not fit {spec.name}: {str(e).splitlines()[0]}") from e
             raise
+        learn = Learner(dls, model, splitter=spec.splitter or _fastai_splitter(spec), **common)   # as fastai's vision_learner
+        if pretrained: learn.freeze()
     learn.arch_name, learn.arch_spec = (spec.name, spec) if spec is not None else (type(arch).__name__, None)
     learn.arch_kwargs = dict(arch_kwargs)
     learn.pretrained, learn.task = pretrained, task
