@@ -8,7 +8,8 @@ import argparse, json, sys, time, traceback, logging
 from pathlib import Path
 from dataclasses import dataclass, asdict
 from .core import *
-from .tasks import task_names
+from .tasks import task_names, default_task
+from .experiment.config import MIN_STEPS, MAX_EPOCHS, MIN_BATCHES, MIN_BATCH_SIZE, EPOCHS, DIGITS_EPOCHS, BATCH_SIZE, FINE_TUNE_BATCH_SIZE, LR_SCRATCH, LR_SMALL_BACKBONE, LR_IMAGENET
 # the modules that train (fastai, timm, torch's compiler) are imported by the commands that use them: help and usage errors answer at once
 
 # %% auto #0
@@ -48,13 +49,13 @@ def _training_arguments(p:argparse.ArgumentParser):
     pre.add_argument("--scratch", "--no-pretrained", dest="pretrained", action="store_false", help="train from scratch, without pretrained weights")
     p.add_argument("--weights", default=None, metavar="PATH", help="pretrained weights file (.safetensors or .pth state dict) for --arch; implies --pretrained")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default: from the data, at most 224; 32 for digits and the bundled CIFAR-10 backbones; 224 for photos with --arch auto)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: from the number of images, at least 200 optimiser steps and at most 40 epochs; "
-                   "5 when fine-tuning ImageNet weights, after one epoch with the body frozen; 4 for the built-in digits)")
-    p.add_argument("--bs", type=int, default=None, help="batch size (default: 64, halved down to 16 until an epoch has 16 batches; 32 when fine-tuning ImageNet weights)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-2 from scratch; fine-tuning: 5e-3 for the bundled CIFAR-10 backbones, 1e-3 for ImageNet weights)")
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: from the number of images, at least {MIN_STEPS} optimiser steps and at most {MAX_EPOCHS} epochs; "
+                   f"{EPOCHS} when fine-tuning ImageNet weights, after one epoch with the body frozen; {DIGITS_EPOCHS} for the built-in digits)")
+    p.add_argument("--bs", type=int, default=None, help=f"batch size (default: {BATCH_SIZE}, halved down to {MIN_BATCH_SIZE} until an epoch has {MIN_BATCHES} batches; {FINE_TUNE_BATCH_SIZE} when fine-tuning ImageNet weights)")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default: {LR_SCRATCH:g} from scratch; fine-tuning: {LR_SMALL_BACKBONE:g} for the bundled CIFAR-10 backbones, {LR_IMAGENET:g} for ImageNet weights)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips in augmentation (use for digits, text)")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all")
-    p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (default: 0.1; 0, plain cross-entropy, when fine-tuning ImageNet weights)")
+    p.add_argument("--label-smoothing", type=float, default=None, help=f"label smoothing (default: {default_task().default_label_smoothing(False):g}; {default_task().default_label_smoothing(True):g}, plain cross-entropy, when fine-tuning ImageNet weights)")
     p.add_argument("--wd", type=float, default=None, help="weight decay (default: 0.01)")
     p.add_argument("--opt", default="adam", choices=["adam", "sgd"], help="optimizer (default: %(default)s)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="training precision (default: bf16/fp16 on CUDA, fp32 on CPU)")
@@ -65,9 +66,9 @@ DATA_EPILOG = ("DATA may be a folder with one sub-folder per class (optionally s
                "a CSV file of file,label rows (multi-label: file,\"label label ...\"), or a .zip/.tar(.gz) archive of either. "
                "Without DATA, the built-in handwritten digits. Broken or non-image files are reported and skipped.")
 
-def _parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train, evaluate and compare image classifiers.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+# %% ../nbs/90_cli.ipynb #b3da7271
+def _train_parser(sub):
+    "Add the `train` command and its options to the subcommands `sub`."
     t = sub.add_parser("train", help="train an image classifier", epilog=DATA_EPILOG,
         description="Train an image classifier and write model.safetensors, cvkit.json, config.json, history.csv, metrics.json, "
                     "confusion_matrix.png and training_curves.png to --out.")
@@ -83,6 +84,10 @@ def _parser()->argparse.ArgumentParser:
     t.add_argument("--processes", type=int, default=1, metavar="N", help="train data-parallel on N processes of this machine "
                    "(CPU: gloo, each with its share of the cores; GPUs: one per GPU); --bs stays the global batch. "
                    "Several machines: accelerate launch -m cvkit train ...")
+
+# %% ../nbs/90_cli.ipynb #0767df6f
+def _cv_parser(sub):
+    "Add the `cv` command (k-fold cross-validation) and its options to `sub`."
     cv = sub.add_parser("cv", help="cross-validate: train on k folds, report mean ± std", epilog=DATA_EPILOG,
         description="Train the same settings on k folds of the data (each image validated once) and write folds.csv, oof.csv "
                     "(every image's out-of-fold probabilities), cv.json and cv.png to --out.")
@@ -92,6 +97,10 @@ def _parser()->argparse.ArgumentParser:
     cv.add_argument("--no-stratify", action="store_true", help="plain k-fold (default: stratified by class)")
     cv.add_argument("--group-col", default=None, metavar="COLUMN", help="CSV column of groups (patient, video, ...): a group never spans two folds")
     cv.add_argument("--out", default="cvkit-cv", help="output folder (default: %(default)s)")
+
+# %% ../nbs/90_cli.ipynb #1d77f729
+def _tune_parser(sub):
+    "Add the `tune` command (an Optuna hyperparameter search) and its options to `sub`."
     tu = sub.add_parser("tune", help="search hyperparameters with Optuna", epilog=DATA_EPILOG + " Run the same command "
         "again (same --storage or --out and --study-name) to continue a stopped search; run it on several processes or machines "
         "with one shared --storage to search in parallel.",
@@ -106,17 +115,29 @@ def _parser()->argparse.ArgumentParser:
     tu.add_argument("--study-name", default="cvkit", help="study name in the storage (default: %(default)s)")
     tu.add_argument("--pruner", default="median", choices=["median", "halving", "hyperband", "none"], help="how poor trials are stopped early (default: %(default)s)")
     tu.add_argument("--out", default="cvkit-tune", help="output folder (default: %(default)s)")
+
+# %% ../nbs/90_cli.ipynb #c7aa3fb5
+def _lr_find_parser(sub):
+    "Add the `lr-find` command (the LR range test) and its options to `sub`."
     lf = sub.add_parser("lr-find", help="find a good learning rate (LR range test)", epilog=DATA_EPILOG,
         description="Run the learning-rate range test on the model `cvkit train` would train with the same options; print the "
                     "suggestions and write lr_find.png and lr_find.json to --out.")
     _data_arguments(lf); _training_arguments(lf)
     lf.add_argument("--out", default="cvkit-lr-find", help="output folder (default: %(default)s)")
+
+# %% ../nbs/90_cli.ipynb #b1fb03c3
+def _evaluate_parser(sub):
+    "Add the `evaluate` command and its options to `sub`."
     ev = sub.add_parser("evaluate", help="evaluate a trained model on labelled images",
         description="Run a trained model over labelled images; print accuracy and per-class precision, recall and F1; write "
                     "metrics.json, confusion_matrix.png and report.txt to --out.", epilog=DATA_EPILOG)
     ev.add_argument("model", help="folder written by `cvkit train --out` (or a classical baseline's export)")
     _data_arguments(ev, "labelled images: folder, CSV file or archive")
     ev.add_argument("--out", default="cvkit-eval", help="output folder (default: %(default)s)")
+
+# %% ../nbs/90_cli.ipynb #c9bafa6d
+def _audit_parser(sub):
+    "Add the `audit` command and its options to `sub`."
     au = sub.add_parser("audit", help="look for problems in a dataset before training", epilog=DATA_EPILOG,
         description="Decode every image once and report unreadable files, lying extensions, exact and near duplicates, the same "
                     "image in training and validation (leakage), copies with different labels, class imbalance, odd sizes, dark, "
@@ -128,10 +149,18 @@ def _parser()->argparse.ArgumentParser:
                     "written by `cvkit cv --out CV_DIR` (confident learning on its out-of-fold probabilities); writes CV_DIR/label_issues.csv")
     au.add_argument("--checks", default=None, help="comma-separated checks to run (default: all)")
     au.add_argument("--top", type=int, default=10, help="findings printed per check (default: %(default)s)")
+
+# %% ../nbs/90_cli.ipynb #43c6fc77
+def _runs_parser(sub):
+    "Add the `runs` command and its options to `sub`."
     ru = sub.add_parser("runs", help="list the training runs under a folder",
         description="One line per run (a folder with metrics.json) under DIR, best first: score, architecture, epochs, learning rate, time.")
     ru.add_argument("dir", nargs="?", default=".", help="folder to search (default: the current folder)")
     ru.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+# %% ../nbs/90_cli.ipynb #63985222
+def _predict_parser(sub):
+    "Add the `predict` command and its options to `sub`."
     pr = sub.add_parser("predict", help="predict the class of images with a trained model",
         description="Print one line per image, tab-separated: file, predicted class, probability; for a multi-label "
                     "model: file, then label:probability for each predicted label (space-separated), or (none).")
@@ -140,19 +169,38 @@ def _parser()->argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print one JSON object per image (file, label, probability, probs; multi-label: file, labels, probs, thresholds)")
     pr.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     pr.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+# %% ../nbs/90_cli.ipynb #bcb96fd0
+def _export_parser(sub):
+    "Add the `export` command and its options to `sub`."
     ex = sub.add_parser("export", help="convert a trained model to other formats",
         description="Export a model folder written by `cvkit train` (cvkit.json + model.safetensors).")
     ex.add_argument("model", help="folder written by `cvkit train --out`")
     ex.add_argument("--onnx", required=True, metavar="OUT", help="write an ONNX file (normalisation inside; input: "
                     "float32 RGB NCHW scaled to 0-1, any batch size; output: logits)")
     ex.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+# %% ../nbs/90_cli.ipynb #091a5170
+def _parser()->argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cvkit", description="cvkit: train, evaluate and compare image classifiers.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _train_parser(sub)
+    _cv_parser(sub)
+    _tune_parser(sub)
+    _lr_find_parser(sub)
+    _evaluate_parser(sub)
+    _audit_parser(sub)
+    _runs_parser(sub)
+    _predict_parser(sub)
+    _export_parser(sub)
     return p
 
 # %% ../nbs/90_cli.ipynb #956e9e39
 def config_from_args(a:argparse.Namespace)->TrainConfig:
     "The `TrainConfig` that `cvkit train` (or `cv`, `tune`, `lr-find`) arguments describe."
     from cvkit.experiment.config import TrainConfig
-    threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
+    try: threshold = a.threshold if a.threshold == "auto" else float(a.threshold)
+    except ValueError: threshold = a.threshold                       # `TrainConfig.problems` says what is wrong with it
     return TrainConfig(data=a.data, task=a.task, arch=a.arch, pretrained=a.pretrained, weights=a.weights, size=a.size,
                        epochs=a.epochs, bs=a.bs, lr=a.lr, valid_pct=a.valid_pct, split=a.split, resize=a.resize,
                        flip=False if a.no_flip else None, augment=not a.no_augment, label_smoothing=a.label_smoothing,
@@ -211,18 +259,13 @@ def tune_command(a:argparse.Namespace):
 # %% ../nbs/90_cli.ipynb #c3a28040
 def lr_find_command(a:argparse.Namespace):
     "Run `cvkit lr-find`: the LR range test on the learner `cvkit train` would build; print the suggestions, save the plot."
-    import matplotlib.pyplot as plt
     from cvkit.experiment.training import build_learner
     from cvkit.train.lr_find import find_lr
     config = config_from_args(a)
     learn, plan = build_learner(config)
     res = find_lr(learn, seed=config.seed)
     print(res.summary()); print(res.table().to_string())
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    save_json(res.to_dict() | {"arch": plan.arch, "default_lr": plan.lr}, out/"lr_find.json")
-    fig = res.plot(lr=res.recommended)
-    with atomic_write(out/"lr_find.png") as f: fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    out = res.save(a.out, arch=plan.arch, default_lr=plan.lr)
     print(f"train with: --lr {res.recommended:.2g}" if res.recommended else "no recommendation: the loss never fell clearly")
     print(f"wrote {out}/lr_find.png, lr_find.json")
     return res
@@ -230,7 +273,6 @@ def lr_find_command(a:argparse.Namespace):
 # %% ../nbs/90_cli.ipynb #1bd6300c
 def evaluate_command(a:argparse.Namespace):
     "Run `cvkit evaluate`: a trained model on labelled images; print the scores, write metrics, the confusion matrix and a report."
-    import matplotlib.pyplot as plt
     from cvkit.export import evaluate_model
     kw = {k: getattr(a, k) for k in ("fn_col", "label_col", "valid_col") if getattr(a, k) is not None}
     ev = evaluate_model(a.model, a.data, label_pattern=a.label_pattern, label_delim=a.label_delim, **kw)
@@ -239,12 +281,9 @@ def evaluate_command(a:argparse.Namespace):
     if ev.skipped: report += f"\n{len(ev.skipped)} images left out:\n" + "".join(f"  {f}: {why}\n" for f, why in ev.skipped)
     print(report, end="")
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    save_json(ev.to_dict() | {"model": str(a.model), "data": str(a.data), "skipped": [{"file": str(f), "reason": r} for f, r in ev.skipped]}, out/"metrics.json")
+    ev.save(out, model=str(a.model), data=str(a.data), skipped=[{"file": str(f), "reason": r} for f, r in ev.skipped])
     with atomic_write(out/"report.txt", "w") as f: f.write(report)
-    fig = ev.plot()
-    with atomic_write(out/"confusion_matrix.png") as f: fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
-    print(f"wrote {out}/metrics.json, report.txt, confusion_matrix.png")
+    print(f"wrote {out}/metrics.json, report.txt, {ev.figure_name}")
     return ev
 
 # %% ../nbs/90_cli.ipynb #2b27fa23
@@ -301,25 +340,14 @@ def predict_command(a:argparse.Namespace)->int:
     if failed: print(f"cvkit: {failed} of {len(files)} images could not be read", file=sys.stderr)
     return 1 if failed else 0
 
-# %% ../nbs/90_cli.ipynb #be039bfc
-def _unit(v:str)->bool:
-    try: return 0 < float(v) < 1
-    except ValueError: return False
-
 # %% ../nbs/90_cli.ipynb #e6035aaf
 def _usage_errors(a:argparse.Namespace)->list[str]:
     "What is wrong with the values of the parsed arguments (usage errors: exit code 2)."
     bad = []
     if a.command in ("train", "cv", "tune", "lr-find"):
-        bad += [f"{n} must be at least 1" for n, v in (("--epochs", a.epochs), ("--bs", a.bs)) if v is not None and v < 1]
-        bad += [f"--size must be at least {MIN_IMAGE_SIZE} (pixels)" for v in [a.size] if v is not None and v < MIN_IMAGE_SIZE]
-        bad += [f"--valid-pct must be between 0 and 1" for v in [a.valid_pct] if not 0 < v < 1]
-        bad += [f"--threshold must be auto or a number between 0 and 1" for v in [a.threshold] if v != "auto" and not _unit(v)]
-        bad += [f"--lr must be positive" for v in [a.lr] if v is not None and v <= 0]
-        bad += [f"--wd must be 0 or more" for v in [a.wd] if v is not None and v < 0]
-        bad += [f"--label-smoothing must be at least 0 and below 1" for v in [a.label_smoothing] if v is not None and not 0 <= v < 1]
+        bad += [f"--{field.replace('_', '-')} {what}" for field, what in config_from_args(a).problems()]   # `TrainConfig`'s rules
     if a.command == "train":
-        bad += [f"--checkpoints must be 0 or more" for v in [a.checkpoints] if v < 0] + [f"--processes must be at least 1" for v in [a.processes] if v < 1]
+        bad += [f"--processes must be at least 1" for v in [a.processes] if v < 1]
     if a.command == "cv":
         bad += [f"--folds must be at least 2" for v in [a.folds] if v < 2] + [f"--repeats must be at least 1" for v in [a.repeats] if v < 1]
     if a.command == "tune":

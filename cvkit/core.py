@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 import warnings
 import numpy as np
-import torch
+# torch is imported by the functions that need it: `cvkit.experiment.config` checks settings without loading it
 # torch deprecates torch.jit.script, which fastai's layers still call at import: not the user's concern
 warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
 
 # %% auto #0
 __all__ = ['MIN_IMAGE_SIZE', 'log_handler', 'log', 'CvkitError', 'DataError', 'ConfigError', 'WeightsError', 'in_notebook',
            'LogHandler', 'default_device', 'Precision', 'choose_precision', 'device_name', 'synchronize', 'cpu_threads',
-           'Timer', 'seed_everything', 'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json']
+           'Timer', 'seed_everything', 'process_rank', 'is_main_process', 'cache_dir', 'atomic_write', 'save_json',
+           'save_figure', 'quiet', 'time_training_step']
 
 # %% ../nbs/00_core.ipynb #d359749e
 class CvkitError(Exception):
@@ -83,6 +84,7 @@ def default_device(
     device:str|torch.device|None=None, # "cpu", "cuda", "cuda:1", "mps", or None for the best available
 )->torch.device:
     "The device to train on: `device` if given, else CUDA, else MPS, else CPU."
+    import torch
     if device is not None:
         d = torch.device(device)
         if d.type == "cuda" and not torch.cuda.is_available():
@@ -102,7 +104,9 @@ class Precision:
     reason:str=""            # one sentence saying why this was chosen
 
     @property
-    def name(self)->str: return {None:"fp32", torch.bfloat16:"bf16", torch.float16:"fp16"}[self.dtype]
+    def name(self)->str:
+        import torch
+        return {None:"fp32", torch.bfloat16:"bf16", torch.float16:"fp16"}[self.dtype]
     def __str__(self): return f"{self.name} on {self.device_type} ({self.reason})"
 
 # %% ../nbs/00_core.ipynb #2fffae8b
@@ -112,6 +116,7 @@ def choose_precision(
     bf16_supported:bool|None=None, # override the hardware check (for tests)
 )->Precision:
     "Pick the training precision for `device`: bf16 on CUDA where supported, else fp16 + grad scaler; fp32 on CPU."
+    import torch
     dev = torch.device(device)
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
@@ -132,6 +137,7 @@ def choose_precision(
 # %% ../nbs/00_core.ipynb #611bfb9a
 def device_name(device)->str:
     "A readable name of a torch device: the GPU model, or the CPU model and thread count."
+    import torch
     device = torch.device(device)
     if device.type == "cuda": return torch.cuda.get_device_name(device)
     try: cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -141,12 +147,14 @@ def device_name(device)->str:
 # %% ../nbs/00_core.ipynb #f67ba0b8
 def synchronize(device):
     "Wait until the work queued on `device` is done (CUDA runs asynchronously); a no-op on the CPU. For timing."
+    import torch
     if torch.device(device).type == "cuda": torch.cuda.synchronize(device)
 
 # %% ../nbs/00_core.ipynb #54288037
 @contextlib.contextmanager
 def cpu_threads(n:int|None):
     "Run torch on `n` CPU threads inside the block (None: leave the count as it is); restore the count after."
+    import torch
     before = torch.get_num_threads()
     if n is not None: torch.set_num_threads(max(1, int(n)))
     try: yield
@@ -182,6 +190,7 @@ class Timer:
 def seed_everything(seed:int|None=42)->int|None:
     "Seed Python, NumPy and torch (CPU and all GPUs); `None` leaves everything random."
     if seed is None: return None
+    import torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return seed
 
@@ -225,3 +234,51 @@ def save_json(obj, path:str|Path)->Path:
     "Write `obj` as indented JSON to `path`, atomically."
     with atomic_write(path, "w") as f: json.dump(obj, f, indent=2, default=str); f.write("\n")
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #bec203ed
+def save_figure(fig, path:str|Path, dpi:int=100, close:bool=True)->Path:
+    "Write matplotlib figure `fig` to `path` as PNG, atomically; close it unless `close=False`."
+    with atomic_write(path) as f: fig.savefig(f, format="png", dpi=dpi)
+    if close:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    return Path(path)
+
+# %% ../nbs/00_core.ipynb #a19a80f0
+@contextlib.contextmanager
+def quiet():
+    "Hide what the code inside prints (stdout, stderr, cvkit's log lines) and keep matplotlib's backend as it was."
+    import io, matplotlib
+    backend = matplotlib.get_backend()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()): yield
+    finally: matplotlib.use(backend)
+
+# %% ../nbs/00_core.ipynb #880558ad
+def time_training_step(
+    build,                       # a function returning a fresh model (built after seeding, so every run starts alike)
+    dtype=None,                  # None: fp32; else autocast to this dtype (e.g. torch.bfloat16)
+    bs:int=64,                   # batch of random images
+    size:int=32,                 # their side
+    n:int=5,                     # timed steps (after one untimed warm-up step)
+    channels_last:bool=False,    # model and batch in channels-last memory format
+    device="cpu",
+    seed:int=0,
+)->float:
+    "Median seconds of one training step (forward, backward, AdamW) of `build()` on random data, in fp32 or under autocast."
+    import torch
+    import torch.nn.functional as F
+    torch.manual_seed(seed)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build().to(device, memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x = torch.randn(bs, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, model(x[:2]).shape[-1], (bs,), device=device)
+    times = []
+    for _ in range(n + 1):
+        t0 = time.perf_counter()
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward(); opt.step(); opt.zero_grad()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]))

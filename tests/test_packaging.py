@@ -38,8 +38,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contents(wheel):
     import cvkit
     with zipfile.ZipFile(wheel) as z: names = set(z.namelist())
-    modules = sorted(p.name for p in (REPO/"cvkit").glob("*.py"))
-    for m in ("__init__.py", "cli.py", "core.py", "data.py", "datasets.py", "export.py"):
+    modules = sorted(p.relative_to(REPO/"cvkit").as_posix() for p in (REPO/"cvkit").rglob("*.py") if "__pycache__" not in p.parts)
+    for m in ("__init__.py", "cli.py", "core.py", "data/loaders.py", "tasks/__init__.py", "models/registry.py", "datasets.py", "export.py"):
         assert m in modules
     missing = [m for m in modules if f"cvkit/{m}" not in names]
     assert not missing, f"modules missing from the wheel: {missing}"

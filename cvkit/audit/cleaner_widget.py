@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 import ipywidgets as widgets
+from fastcore.basics import patch
 from fastai.vision.all import Learner
 from ..core import *
 from ..widgets import *
@@ -136,56 +137,68 @@ class CleanerBrowser(widgets.VBox):
     @property
     def classes(self)->list[str]: return sorted(set(self.table["class"]) | set(self.model_classes))
 
-    def rows(self)->pd.DataFrame:
-        "The files of the selected class, in the selected order."
-        df, order = self.table[self.table["class"] == self.class_dd.value], self.order_dd.value
-        if order == "name": return df.sort_values("file", key=lambda s: s.map(str))
-        if order == "marked":
-            marked = df["file"].map(lambda f: f in self.plan)
-            return df.assign(_m=marked).sort_values(["_m", "loss", "index"], ascending=[False, False, True], kind="stable").drop(columns="_m")
-        return df.sort_values(["loss", "index"], ascending=[order == "loss-asc", True], kind="stable")
-
     def show_class(self, cls:str):
         "Show the images of class `cls`."
         if cls not in self.classes: raise ConfigError(f"unknown class {cls!r}; the classes are {self.classes}")
         self.class_dd.value = cls
 
-    def _refresh_classes(self):
-        current = self.class_dd.value
-        shown = [c for c in self.classes if c in set(self.table["class"])] or self.classes      # start on a class with images
-        with self.updating: self.class_dd.options = self.classes; self.class_dd.value = current if current in self.classes else shown[0]
-        self._set_page(self.page)
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #206104c4
+@patch
+def rows(self:CleanerBrowser)->pd.DataFrame:
+    "The files of the selected class, in the selected order."
+    df, order = self.table[self.table["class"] == self.class_dd.value], self.order_dd.value
+    if order == "name": return df.sort_values("file", key=lambda s: s.map(str))
+    if order == "marked":
+        marked = df["file"].map(lambda f: f in self.plan)
+        return df.assign(_m=marked).sort_values(["_m", "loss", "index"], ascending=[False, False, True], kind="stable").drop(columns="_m")
+    return df.sort_values(["loss", "index"], ascending=[order == "loss-asc", True], kind="stable")
 
-    def _set_page(self, page:int):
-        if self.updating: return
-        self.page = min(max(0, page), _n_pages(len(self.rows()), self.page_size) - 1)
-        self._render()
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #067d4eef
+@patch
+def _refresh_classes(self:CleanerBrowser):
+    current = self.class_dd.value
+    shown = [c for c in self.classes if c in set(self.table["class"])] or self.classes      # start on a class with images
+    with self.updating: self.class_dd.options = self.classes; self.class_dd.value = current if current in self.classes else shown[0]
+    self._set_page(self.page)
 
-    def _render(self):
-        rows = self.rows(); start = self.page*self.page_size
-        self.shown = rows.iloc[start:start + self.page_size]
-        options = _action_options(self.classes, self.class_dd.value)
-        with self.updating:
-            for k, cell in enumerate(self.cells):
-                if k >= len(self.shown): cell.hide(); continue
-                r = self.shown.iloc[k]
-                cell.show(r, self._thumb(r["file"]), options, _plan_value(self.plan, r["file"]))
-        self.page_lbl.value = _page_label(self.page, self.page_size, len(self.shown), len(rows))
-        self.prev_btn.disabled, self.next_btn.disabled = self.page == 0, self.page >= _n_pages(len(rows), self.page_size) - 1
-        self._update_pending()
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #0af11fbf
+@patch
+def _set_page(self:CleanerBrowser, page:int):
+    if self.updating: return
+    self.page = min(max(0, page), _n_pages(len(self.rows()), self.page_size) - 1)
+    self._render()
 
-    def _on_action(self, k:int, value:str):
-        if self.updating or value is None or k >= len(self.shown): return
-        path = self.shown.iloc[k]["file"]
-        if value == "keep": self.plan.keep(path)
-        elif value == "delete": self.plan.delete(path)
-        else: self.plan.relabel(path, value.split(":", 1)[1])
-        self.cells[k].mark(value)
-        self._update_pending()
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #1ef9b27e
+@patch
+def _render(self:CleanerBrowser):
+    rows = self.rows(); start = self.page*self.page_size
+    self.shown = rows.iloc[start:start + self.page_size]
+    options = _action_options(self.classes, self.class_dd.value)
+    with self.updating:
+        for k, cell in enumerate(self.cells):
+            if k >= len(self.shown): cell.hide(); continue
+            r = self.shown.iloc[k]
+            cell.show(r, self._thumb(r["file"]), options, _plan_value(self.plan, r["file"]))
+    self.page_lbl.value = _page_label(self.page, self.page_size, len(self.shown), len(rows))
+    self.prev_btn.disabled, self.next_btn.disabled = self.page == 0, self.page >= _n_pages(len(rows), self.page_size) - 1
+    self._update_pending()
 
-    def _update_pending(self):
-        p = self.plan
-        self.pending_lbl.value = f"{len(p)} pending changes ({p.n_delete} to delete, {p.n_relabel} to relabel)" if len(p) else "no pending changes"
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #db3547e1
+@patch
+def _on_action(self:CleanerBrowser, k:int, value:str):
+    if self.updating or value is None or k >= len(self.shown): return
+    path = self.shown.iloc[k]["file"]
+    if value == "keep": self.plan.keep(path)
+    elif value == "delete": self.plan.delete(path)
+    else: self.plan.relabel(path, value.split(":", 1)[1])
+    self.cells[k].mark(value)
+    self._update_pending()
+
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #2fb1ae1b
+@patch
+def _update_pending(self:CleanerBrowser):
+    p = self.plan
+    self.pending_lbl.value = f"{len(p)} pending changes ({p.n_delete} to delete, {p.n_relabel} to relabel)" if len(p) else "no pending changes"
 
 # %% ../../nbs/08b_audit.cleaner_widget.ipynb #b797156b
 def findings_table(
@@ -242,37 +255,43 @@ class Cleaner(CleanerBrowser):
     @property
     def buttons(self)->tuple: return self.preview_btn, self.apply_btn, self.undo_btn
 
-    def preview(self)->CleaningReport|None:
-        "Dry-run the pending changes and show the report."
-        report = self.status.attempt(apply_cleaning, self.plan, self.root, dry_run=True)
-        if report is not None: self.last_report = report; self.status.say(report._repr_html_())
-        return report
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #481e5cf5
+@patch
+def preview(self:Cleaner)->CleaningReport|None:
+    "Dry-run the pending changes and show the report."
+    report = self.status.attempt(apply_cleaning, self.plan, self.root, dry_run=True)
+    if report is not None: self.last_report = report; self.status.say(report._repr_html_())
+    return report
 
-    def apply(self)->CleaningReport|None:
-        "Apply the pending changes (only once the confirmation box is ticked) and show the report."
-        if not len(self.plan): self.status.say("No pending changes: mark some images first."); return None
-        if not self.confirm_cb.value:
-            self.status.say("<b>Tick “I have checked the preview” first</b>, then click Apply.", error=True); return None
-        try:
-            with busy(*self.buttons): report = self.status.attempt(apply_cleaning, self.plan, self.root, dry_run=False)
-        finally: self.confirm_cb.value = False
-        if report is None: return None
-        self.history.append((report, self.table))
-        self.table = table_after_cleaning(self.table, report, self.ev)
-        self.plan.clear(); self.last_report = report; self.undo_btn.disabled = False
-        self._refresh_classes()
-        self.status.say(report._repr_html_())
-        return report
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #55de5d1a
+@patch
+def apply(self:Cleaner)->CleaningReport|None:
+    "Apply the pending changes (only once the confirmation box is ticked) and show the report."
+    if not len(self.plan): self.status.say("No pending changes: mark some images first."); return None
+    if not self.confirm_cb.value:
+        self.status.say("<b>Tick “I have checked the preview” first</b>, then click Apply.", error=True); return None
+    try:
+        with busy(*self.buttons): report = self.status.attempt(apply_cleaning, self.plan, self.root, dry_run=False)
+    finally: self.confirm_cb.value = False
+    if report is None: return None
+    self.history.append((report, self.table))
+    self.table = table_after_cleaning(self.table, report, self.ev)
+    self.plan.clear(); self.last_report = report; self.undo_btn.disabled = False
+    self._refresh_classes()
+    self.status.say(report._repr_html_())
+    return report
 
-    def undo(self)->CleaningReport|None:
-        "Undo the last apply: every file goes back, and the view shows the dataset as it was."
-        if not self.history: self.status.say("Nothing to undo."); return None
-        report, before = self.history[-1]
-        with busy(*self.buttons): undone = self.status.attempt(undo_cleaning, report.log_file)
-        if undone is None: return None
-        self.history.pop()
-        for m in report.moves: self.plan.keep(report.root/m["to"])          # marks on the moved copies no longer apply
-        self.table = before; self.undo_btn.disabled = not self.history; self.last_report = undone
-        self._refresh_classes()
-        self.status.say(undone._repr_html_())
-        return undone
+# %% ../../nbs/08b_audit.cleaner_widget.ipynb #6e3bb6a4
+@patch
+def undo(self:Cleaner)->CleaningReport|None:
+    "Undo the last apply: every file goes back, and the view shows the dataset as it was."
+    if not self.history: self.status.say("Nothing to undo."); return None
+    report, before = self.history[-1]
+    with busy(*self.buttons): undone = self.status.attempt(undo_cleaning, report.log_file)
+    if undone is None: return None
+    self.history.pop()
+    for m in report.moves: self.plan.keep(report.root/m["to"])          # marks on the moved copies no longer apply
+    self.table = before; self.undo_btn.disabled = not self.history; self.last_report = undone
+    self._refresh_classes()
+    self.status.say(undone._repr_html_())
+    return undone

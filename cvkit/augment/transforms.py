@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from PIL import Image, ImageOps
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from fastai.vision.all import (Transform, TensorImage, TensorMask, TensorPoint, TensorBBox, Pipeline,
     IntToFloatTensor, aug_transforms, AffineCoordTfm, RandomResizedCropGPU, RandTransform)
 from ..core import *
@@ -206,30 +206,33 @@ class Augmentation:
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
         return f"Augmentation({', '.join(changed)})"
 
-    @classmethod
-    def preset(cls, name:str, **changes)->Augmentation:
-        "The preset called `name`, with any setting changed (e.g. `Augmentation.preset('medium', rotation=30)`)."
-        if name not in PRESETS: raise ConfigError(f"unknown augmentation preset {name!r}; use one of {', '.join(PRESETS)}")
-        names = [f.name for f in fields(cls)]
-        bad = [k for k in changes if k not in names]
-        if bad: raise ConfigError(f"unknown augmentation setting(s) {bad}; the settings are {', '.join(names)}")
-        return replace(PRESETS[name], **changes)
+# %% ../../nbs/03_augment.transforms.ipynb #6b0516b3
+@patch(cls_method=True)
+def preset(cls:Augmentation, name:str, **changes)->Augmentation:
+    "The preset called `name`, with any setting changed (e.g. `Augmentation.preset('medium', rotation=30)`)."
+    if name not in PRESETS: raise ConfigError(f"unknown augmentation preset {name!r}; use one of {', '.join(PRESETS)}")
+    names = [f.name for f in fields(cls)]
+    bad = [k for k in changes if k not in names]
+    if bad: raise ConfigError(f"unknown augmentation setting(s) {bad}; the settings are {', '.join(names)}")
+    return replace(PRESETS[name], **changes)
 
-    def transforms(self,
-        size:int,        # image side in pixels
-        flip:bool=True,  # False turns every flip off, whatever the settings say (digits, text)
-    )->list:
-        "The batch transforms for `size`-px images, training set only."
-        shift = round(size*self.translate)
-        tfms = [RandomTranslate(shift)] if shift > 0 else []
-        dihedral = flip and self.flip_vert
-        if flip and self.flip and not dihedral: tfms.append(RandomFlip(0.5))
-        if self.policy: tfms.append(PerImageAugment(policy_transform(self.policy)))
-        crop = [_TrainingResizedCrop(size, min_scale=self.crop_scale, ratio=(1, 1))] if self.crop_scale < 1 else None
-        warps = aug_transforms(do_flip=dihedral, flip_vert=dihedral, max_rotate=self.rotation, max_zoom=self.zoom,
-                               max_warp=self.warp, max_lighting=self.lighting, p_affine=self.probability,
-                               p_lighting=self.probability, size=size, pad_mode=self.pad_mode, xtra_tfms=crop)
-        return tfms + [_training_only(t) for t in warps]
+# %% ../../nbs/03_augment.transforms.ipynb #2ba3f62f
+@patch
+def transforms(self:Augmentation,
+    size:int,        # image side in pixels
+    flip:bool=True,  # False turns every flip off, whatever the settings say (digits, text)
+)->list:
+    "The batch transforms for `size`-px images, training set only."
+    shift = round(size*self.translate)
+    tfms = [RandomTranslate(shift)] if shift > 0 else []
+    dihedral = flip and self.flip_vert
+    if flip and self.flip and not dihedral: tfms.append(RandomFlip(0.5))
+    if self.policy: tfms.append(PerImageAugment(policy_transform(self.policy)))
+    crop = [_TrainingResizedCrop(size, min_scale=self.crop_scale, ratio=(1, 1))] if self.crop_scale < 1 else None
+    warps = aug_transforms(do_flip=dihedral, flip_vert=dihedral, max_rotate=self.rotation, max_zoom=self.zoom,
+                           max_warp=self.warp, max_lighting=self.lighting, p_affine=self.probability,
+                           p_lighting=self.probability, size=size, pad_mode=self.pad_mode, xtra_tfms=crop)
+    return tfms + [_training_only(t) for t in warps]
 
 # %% ../../nbs/03_augment.transforms.ipynb #7cc1c9d7
 PRESETS = {

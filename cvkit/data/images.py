@@ -16,7 +16,7 @@ from .items import printable_path
 
 # %% auto #0
 __all__ = ['IMAGE_CACHE', 'RESIZE_METHODS', 'BACKGROUND', 'clear_image_cache', 'resize_image', 'to_rgb', 'load_image',
-           'decode_images', 'image_stats', 'typical_side', 'auto_size']
+           'decode_images', 'image_stats', 'typical_side', 'size_for_side', 'auto_size']
 
 # %% ../../nbs/04a_data.images.ipynb #93566b84
 IMAGE_CACHE = {"max_mb": 2048, "max_entries": 2, "hits": 0, "misses": 0}   # decoded-image cache settings and counters
@@ -174,7 +174,10 @@ def typical_side(files:list[Path], n:int=64)->int|None:
     return int(np.median(sides)) if sides else None
 
 # %% ../../nbs/04a_data.images.ipynb #7a30a998
-def auto_size(files:list[Path], n:int=64)->int:
-    "An image size suited to the data: the median side of a sample, rounded to 8 px, between 16 and 224."
-    side = typical_side(files, n)
+def size_for_side(side:int|None)->int:
+    "The training size for images of median side `side`: rounded to 8 px, between 16 and 224 (64 when unknown)."
     return 64 if side is None else int(min(224, max(16, round(side/8)*8)))
+
+def auto_size(files:list[Path], n:int=64)->int:
+    "An image size suited to the data: `size_for_side` of the median side of a sample."
+    return size_for_side(typical_side(files, n))

@@ -170,17 +170,8 @@ def _warn_missing_words(labels:list, src:str):
                     f"If those images have no label, remove their rows")
 
 # %% ../../nbs/04_data.items.ipynb #e044f122
-def items_from_csv(
-    csv:str|Path|pd.DataFrame,   # a CSV file, or a DataFrame
-    folder:str|Path|None=None,   # where relative file names are found (default: the CSV's folder, or the working folder)
-    fn_col:str|int=0,            # column with file names (name or position)
-    label_col:str|int=1,         # column with labels (name or position)
-    valid_col:str|None=None,     # optional boolean column marking validation rows (e.g. "is_valid")
-    task:str|Task="auto",        # "single_label", "multi_label", or "auto": multi-label if a cell holds several labels
-    label_delim:str=" ",         # multi-label: what separates the labels in a cell
-    encoding:str="utf-8",        # the CSV file's text encoding (a UTF-8 byte-order mark is always understood)
-)->Items:
-    "Read (file, label) rows from a CSV or DataFrame into `Items`; missing files or labels, or one file with two labels, raise `DataError`."
+def _csv_source(csv, folder, encoding:str, fn_col)->tuple[pd.DataFrame,str,int,Path]:
+    "The rows of `csv` (a file or a DataFrame), its name for messages, the line of its first row, and the folder of relative file names."
     if isinstance(csv, pd.DataFrame): df, src, line0 = csv.reset_index(drop=True), "a DataFrame", 0
     else:
         csv = Path(csv)
@@ -188,7 +179,11 @@ def items_from_csv(
         df, line0 = _read_csv(csv, encoding, fn_col)
         src = str(csv)
         if folder is None: folder = csv.parent
-    folder = Path(folder) if folder is not None else Path.cwd()
+    return df, src, line0, (Path(folder) if folder is not None else Path.cwd())
+
+# %% ../../nbs/04_data.items.ipynb #ce34eb68
+def _csv_columns(df:pd.DataFrame, src:str, fn_col, label_col, valid_col)->tuple:
+    "The names of the file and label columns (given by name or position); a column that is not there raises `DataError`."
     def col(c):
         if not isinstance(c, int): return c
         if not -len(df.columns) <= c < len(df.columns):
@@ -199,11 +194,11 @@ def items_from_csv(
     for c in (fn_col, label_col, valid_col):
         if c is not None and c not in df.columns:
             raise DataError(f"{src}: no column {c!r}; the columns are {list(df.columns)}")
-    if src != "a DataFrame": df = df[~(df == "").all(axis=1)]          # blank lines (their line numbers still count)
-    if len(df) == 0: raise DataError(f"{src} has no rows")
-    raw = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[label_col]]
-    task = _csv_task(task, raw, label_delim, src)
-    where = lambda line: f"{'line' if src != 'a DataFrame' else 'row'} {line}"
+    return fn_col, label_col
+
+# %% ../../nbs/04_data.items.ipynb #3b95929d
+def _csv_rows(df:pd.DataFrame, fn_col, raw:list[str], task:Task, folder:Path, src:str, line0:int, where)->tuple[list,list,list]:
+    "Each row's file, parsed label and line number; an empty file name, a bad label or missing files raise `DataError`."
     files, labels, lines, missing = [], [], [], []
     for i, fn, label in zip(df.index, df[fn_col], raw):
         line = int(i) + line0                                        # CSV line number, counting the header
@@ -216,6 +211,28 @@ def items_from_csv(
     if missing:
         raise DataError(f"{src}: {len(missing)} listed files are missing: " + "; ".join(missing[:5]) + ("; ..." if len(missing) > 5 else "")
                         + f" (file names are read relative to {folder}); fix the names or remove those rows")
+    return files, labels, lines
+
+# %% ../../nbs/04_data.items.ipynb #398cd35b
+def items_from_csv(
+    csv:str|Path|pd.DataFrame,   # a CSV file, or a DataFrame
+    folder:str|Path|None=None,   # where relative file names are found (default: the CSV's folder, or the working folder)
+    fn_col:str|int=0,            # column with file names (name or position)
+    label_col:str|int=1,         # column with labels (name or position)
+    valid_col:str|None=None,     # optional boolean column marking validation rows (e.g. "is_valid")
+    task:str|Task="auto",        # "single_label", "multi_label", or "auto": multi-label if a cell holds several labels
+    label_delim:str=" ",         # multi-label: what separates the labels in a cell
+    encoding:str="utf-8",        # the CSV file's text encoding (a UTF-8 byte-order mark is always understood)
+)->Items:
+    "Read (file, label) rows from a CSV or DataFrame into `Items`; missing files or labels, or one file with two labels, raise `DataError`."
+    df, src, line0, folder = _csv_source(csv, folder, encoding, fn_col)
+    fn_col, label_col = _csv_columns(df, src, fn_col, label_col, valid_col)
+    if src != "a DataFrame": df = df[~(df == "").all(axis=1)]          # blank lines (their line numbers still count)
+    if len(df) == 0: raise DataError(f"{src} has no rows")
+    raw = ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in df[label_col]]
+    task = _csv_task(task, raw, label_delim, src)
+    where = lambda line: f"{'line' if src != 'a DataFrame' else 'row'} {line}"
+    files, labels, lines = _csv_rows(df, fn_col, raw, task, folder, src, line0, where)
     is_valid = None if valid_col is None else [str(v).strip().lower() in ("1", "true", "yes", "valid") for v in df[valid_col]]
     keep = _drop_repeats(files, labels, lines, is_valid, src, where)
     files, labels = [files[k] for k in keep], [labels[k] for k in keep]

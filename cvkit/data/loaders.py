@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from fastcore.basics import patch
 from fastai.vision.all import (DataLoaders, TfmdDL, TensorImage, IntToFloatTensor, Normalize, DataBlock, ImageBlock,
     IndexSplitter, Resize, ResizeMethod, imagenet_stats)
 from ..core import *
@@ -76,27 +77,35 @@ class DataSpec:
         "The training (or validation) files, in loader order."
         idx = self.valid_idx if valid else self.train_idx
         return [self.items.files[i] for i in idx]
-    def summary(self)->str:
-        labels = self.items.labels if self.items is not None else None
-        what = self.task.counts(labels) if labels else f"{len(self.classes)} classes"
-        s = (f"{self.n_train} training and {self.n_valid} validation images, {what}, "
-             f"{self.size}px ({self.resize_method}), {'in memory' if self.in_memory else 'decoded per epoch'}")
-        return s + (f"; {len(self.skipped)} file(s) skipped" if self.skipped else "")
     def to_input(self, images, device=None)->torch.Tensor:
         "Images (files, PIL images, HWC uint8 arrays, or a uint8 tensor (N, C, H, W) or (C, H, W)) as the model's input."
         return images_to_input(images, self.size, self.resize_method, self.mean, self.std, device)
-    def to_meta(self)->dict:
-        "The preprocessing and targets, for cvkit.json."
-        return {"task": self.task.name, "classes": list(self.classes), "size": self.size, "resize_method": self.resize_method,
-                "normalize": self.normalize, "mean": self.mean, "std": self.std}
-    @classmethod
-    def from_meta(cls, meta:dict)->DataSpec:
-        "The `DataSpec` an exported model was trained with (format 1 files: single-label)."
-        none = meta.get("normalize", "data") == "none"
-        return cls(task=get_task(meta["task"]) if "task" in meta else default_task(), classes=list(meta["classes"]), size=int(meta["size"]),
-                   resize_method=meta.get("resize_method", "squish"), normalize=meta.get("normalize", "data"),
-                   mean=None if none else list(meta["mean"]), std=None if none else list(meta["std"]))
     def __repr__(self): return f"DataSpec({self.task.description}: {self.summary()}; normalise: {self.normalize})"
+
+# %% ../../nbs/04c_data.loaders.ipynb #3c701f98
+@patch
+def summary(self:DataSpec)->str:
+    labels = self.items.labels if self.items is not None else None
+    what = self.task.counts(labels) if labels else f"{len(self.classes)} classes"
+    s = (f"{self.n_train} training and {self.n_valid} validation images, {what}, "
+         f"{self.size}px ({self.resize_method}), {'in memory' if self.in_memory else 'decoded per epoch'}")
+    return s + (f"; {len(self.skipped)} file(s) skipped" if self.skipped else "")
+
+# %% ../../nbs/04c_data.loaders.ipynb #016269fc
+@patch
+def to_meta(self:DataSpec)->dict:
+    "The preprocessing and targets, for cvkit.json."
+    return {"task": self.task.name, "classes": list(self.classes), "size": self.size, "resize_method": self.resize_method,
+            "normalize": self.normalize, "mean": self.mean, "std": self.std}
+
+# %% ../../nbs/04c_data.loaders.ipynb #b18f6a68
+@patch(cls_method=True)
+def from_meta(cls:DataSpec, meta:dict)->DataSpec:
+    "The `DataSpec` an exported model was trained with (format 1 files: single-label)."
+    none = meta.get("normalize", "data") == "none"
+    return cls(task=get_task(meta["task"]) if "task" in meta else default_task(), classes=list(meta["classes"]), size=int(meta["size"]),
+               resize_method=meta.get("resize_method", "squish"), normalize=meta.get("normalize", "data"),
+               mean=None if none else list(meta["mean"]), std=None if none else list(meta["std"]))
 
 # %% ../../nbs/04c_data.loaders.ipynb #2d5721ae
 def _as_array(im, size:int, method:str)->np.ndarray:
@@ -175,6 +184,84 @@ def _check_split(task:Task, labels:list, train_idx, vocab:list[str], fixed:bool=
     if missing: raise DataError(f"class(es) {missing} have no training images after the split; {todo}")
 
 # %% ../../nbs/04c_data.loaders.ipynb #4b51f404
+def _dataloader_items(source, size:int|None, in_memory:bool|str, max_memory_mb:int, resize_method:str, normalize, bs:int,
+                      label_pattern:str|None, task, csv_kwargs:dict)->tuple:
+    "Check the arguments, read and check the items, decide the image size and whether the images are held in memory: (items, size, in_memory, normalize, (mean, std))."
+    if resize_method not in RESIZE_METHODS: raise ConfigError(f"resize_method must be one of {RESIZE_METHODS}, not {resize_method!r}")
+    normalize, stats = _normalize_arg(normalize)
+    if bs < 1: raise ConfigError(f"batch size must be at least 1, not {bs}")
+    items = read_items(source, label_pattern, task, **csv_kwargs)
+    items.task.check(items.labels, items.source)
+    size = int(size or auto_size(items.files))
+    if size < MIN_IMAGE_SIZE: raise ConfigError(f"image size must be at least {MIN_IMAGE_SIZE} px, not {size}")
+    if in_memory == "auto": in_memory = len(items)*3*size*size <= max_memory_mb*2**20
+    return items, size, in_memory, normalize, stats
+
+# %% ../../nbs/04c_data.loaders.ipynb #be5be0fb
+def _decode_items(items:Items, size:int, resize_method:str, workers:int, in_memory:bool)->tuple:
+    "Decode the images, say which cannot be read and leave them out: (the decoded arrays, the kept positions, the kept `Items`)."
+    # in memory: decode (once: cached) and keep the resized pixels; otherwise decode only to find broken files
+    arrays, bad = decode_images(items.files, size if in_memory else None, resize_method, workers, keep=in_memory)
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    skipped = items.skipped + bad
+    _report_skipped(skipped, len(items.files) + len(items.skipped))
+    kept = items.subset(keep); kept.skipped = skipped
+    _check_classes_kept(items.task, items, kept.labels, len(bad))
+    items.task.check(kept.labels, items.source)
+    return arrays, keep, kept
+
+# %% ../../nbs/04c_data.loaders.ipynb #95dce1aa
+def _split_items(task:Task, kept:Items, keep:list[int], n:int, valid_idx, valid_pct:float, split:str, seed:int|None)->tuple:
+    "Split the kept items, check that every class has training images, and warn of copies across the split: (vocab, train_idx, valid_idx, how)."
+    labels = kept.labels
+    vocab = task.classes(labels)
+    if valid_idx is not None: (train_idx, valid_idx), how = _explicit_split(valid_idx, keep, n), "given"
+    else:
+        train_idx, valid_idx = split_indices(task.strata(labels), valid_pct, split, kept.is_valid, seed)
+        how = "folder" if (split == "folder" or (split == "auto" and kept.is_valid is not None)) else ("stratified" if split == "auto" else split)
+    _check_split(task, labels, train_idx, vocab, fixed=how in ("folder", "given"))
+    _warn_copies(kept.files, train_idx, valid_idx)
+    return vocab, train_idx, valid_idx, how
+
+# %% ../../nbs/04c_data.loaders.ipynb #0c8e9f44
+def _data_stats(x:torch.Tensor|None, files:list[Path], train_idx, size:int, resize_method:str)->tuple[list[float],list[float]]:
+    "Per-channel mean and std of the training images: from the in-memory tensor `x`, else from (up to 500) training files."
+    if x is not None: return image_stats(x[train_idx])
+    return _stats_from_files([files[i] for i in train_idx[:500]], size, resize_method)
+
+# %% ../../nbs/04c_data.loaders.ipynb #c9e11992
+def _memory_loaders(x:torch.Tensor, y, vocab:list[str], task:Task, train_idx, valid_idx, bs:int, after:list, device)->DataLoaders:
+    "Training and validation `InMemoryDL`s over the decoded images `x` and targets `y`, batches transformed by `after`."
+    def dl(idx, train):
+        ds = TensorImageDataset(x[idx], y[idx], vocab, split_idx=0 if train else 1, task=task)
+        return InMemoryDL(ds, bs=bs if train else 2*bs, shuffle=train, drop_last=train and len(idx) > bs,
+                          after_batch=after, device=device, num_workers=0)
+    return DataLoaders(dl(train_idx, True), dl(valid_idx, False), device=device)
+
+# %% ../../nbs/04c_data.loaders.ipynb #20341356
+def _file_loaders(files:list[Path], labels:list, task:Task, vocab:list[str], valid_idx, size:int, resize_method:str, bs:int,
+                  batch_tfms:list, device, loader_workers:int|str)->DataLoaders:
+    "fastai DataLoaders that decode `files` with PIL per item per epoch, resize them, and transform the batches with `batch_tfms`."
+    get_y = lambda i: task.fastai_target(labels[i])
+    block = DataBlock(blocks=(ImageBlock, task.block(vocab)), get_x=lambda i: load_image(files[i]), get_y=get_y,
+                      splitter=IndexSplitter(valid_idx),
+                      item_tfms=Resize(size, method={"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}[resize_method],
+                                       pad_mode="zeros"),
+                      batch_tfms=batch_tfms)
+    return block.dataloaders(list(range(len(files))), bs=bs, device=device, num_workers=loader_worker_count(loader_workers, device))
+
+# %% ../../nbs/04c_data.loaders.ipynb #f238091c
+def _data_spec(task:Task, vocab:list[str], size:int, resize_method:str, normalize:str, mean, std, kept:Items, train_idx, valid_idx,
+               how:str, in_memory:bool, source:str, flip:bool)->DataSpec:
+    "The `DataSpec` of loaders built from `kept` (no mean and std when not normalising)."
+    none = normalize == "none"
+    return DataSpec(task=task, classes=vocab, size=size, resize_method=resize_method,
+                    mean=None if none else [float(m) for m in mean], std=None if none else [float(s) for s in std],
+                    normalize=normalize, items=kept, train_idx=np.asarray(train_idx), valid_idx=np.asarray(valid_idx),
+                    split=how, in_memory=bool(in_memory), source=source,
+                    skipped=[(str(p), why) for p, why in kept.skipped], flip=flip)
+
+# %% ../../nbs/04c_data.loaders.ipynb #599c5afe
 def image_dataloaders(
     source,                          # image folder, CSV file, archive, DataFrame or `Items`
     size:int|None=None,              # image side after resizing (None: from the data, up to 224)
@@ -197,65 +284,22 @@ def image_dataloaders(
     **csv_kwargs,                    # passed to `items_from_csv` (folder, fn_col, label_col, valid_col, label_delim)
 )->DataLoaders:
     "Build fastai `DataLoaders` for image classification (single- or multi-label) from `source`, checking every image first."
-    if resize_method not in RESIZE_METHODS: raise ConfigError(f"resize_method must be one of {RESIZE_METHODS}, not {resize_method!r}")
-    normalize, (mean, std) = _normalize_arg(normalize)
-    if bs < 1: raise ConfigError(f"batch size must be at least 1, not {bs}")
-    items = read_items(source, label_pattern, task, **csv_kwargs)
+    items, size, in_memory, normalize, (mean, std) = _dataloader_items(source, size, in_memory, max_memory_mb, resize_method, normalize, bs,
+                                                                       label_pattern, task, csv_kwargs)
     task = items.task
-    task.check(items.labels, items.source)
-    size = int(size or auto_size(items.files))
-    if size < MIN_IMAGE_SIZE: raise ConfigError(f"image size must be at least {MIN_IMAGE_SIZE} px, not {size}")
-    if in_memory == "auto": in_memory = len(items)*3*size*size <= max_memory_mb*2**20
     augs = augmentation_transforms(augment, size, flip=flip, in_memory=in_memory)   # a wrong preset fails before decoding
     device = default_device(device)
     seed_everything(seed)
-
-    # in memory: decode (once: cached) and keep the resized pixels; otherwise decode only to find broken files
-    arrays, bad = decode_images(items.files, size if in_memory else None, resize_method, workers, keep=in_memory)
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    skipped = items.skipped + bad
-    _report_skipped(skipped, len(items.files) + len(items.skipped))
-    kept = items.subset(keep); kept.skipped = skipped
-    labels = kept.labels
-    _check_classes_kept(task, items, labels, len(bad))
-    task.check(labels, items.source)
-    vocab = task.classes(labels)
-    if valid_idx is not None: (train_idx, valid_idx), how = _explicit_split(valid_idx, keep, len(items)), "given"
-    else:
-        train_idx, valid_idx = split_indices(task.strata(labels), valid_pct, split, kept.is_valid, seed)
-        how = "folder" if (split == "folder" or (split == "auto" and kept.is_valid is not None)) else ("stratified" if split == "auto" else split)
-    _check_split(task, labels, train_idx, vocab, fixed=how in ("folder", "given"))
-    _warn_copies(kept.files, train_idx, valid_idx)
-
-    y = task.encode(labels, vocab)
-    if in_memory:
-        x = _decoded_tensor(arrays, keep)
-        if normalize == "data": mean, std = image_stats(x[train_idx])
-    elif normalize == "data": mean, std = _stats_from_files([kept.files[i] for i in train_idx[:500]], size, resize_method)
+    arrays, keep, kept = _decode_items(items, size, resize_method, workers, in_memory)
+    vocab, train_idx, valid_idx, how = _split_items(task, kept, keep, len(items), valid_idx, valid_pct, split, seed)
+    y = task.encode(kept.labels, vocab)
+    x = _decoded_tensor(arrays, keep) if in_memory else None
+    if normalize == "data": mean, std = _data_stats(x, kept.files, train_idx, size, resize_method)
     del arrays
     norm = [Normalize.from_stats(mean, std, cuda=False)] if normalize != "none" else []
-    if in_memory:
-        after = [*augs, IntToFloatTensor(), *norm]
-        def dl(idx, train):
-            ds = TensorImageDataset(x[idx], y[idx], vocab, split_idx=0 if train else 1, task=task)
-            return InMemoryDL(ds, bs=bs if train else 2*bs, shuffle=train, drop_last=train and len(idx) > bs,
-                              after_batch=after, device=device, num_workers=0)
-        dls = DataLoaders(dl(train_idx, True), dl(valid_idx, False), device=device)
-    else:
-        files = kept.files
-        get_y = lambda i: task.fastai_target(labels[i])
-        block = DataBlock(blocks=(ImageBlock, task.block(vocab)), get_x=lambda i: load_image(files[i]), get_y=get_y,
-                          splitter=IndexSplitter(valid_idx),
-                          item_tfms=Resize(size, method={"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}[resize_method],
-                                           pad_mode="zeros"),
-                          batch_tfms=[*augs, *norm])
-        dls = block.dataloaders(list(range(len(files))), bs=bs, device=device, num_workers=loader_worker_count(loader_workers, device))
-    none = normalize == "none"
-    dls.spec = DataSpec(task=task, classes=vocab, size=size, resize_method=resize_method,
-                        mean=None if none else [float(m) for m in mean], std=None if none else [float(s) for s in std],
-                        normalize=normalize, items=kept, train_idx=np.asarray(train_idx), valid_idx=np.asarray(valid_idx),
-                        split=how, in_memory=bool(in_memory), source=items.source,
-                        skipped=[(str(p), why) for p, why in skipped], flip=flip)
+    if in_memory: dls = _memory_loaders(x, y, vocab, task, train_idx, valid_idx, bs, [*augs, IntToFloatTensor(), *norm], device)
+    else: dls = _file_loaders(kept.files, kept.labels, task, vocab, valid_idx, size, resize_method, bs, [*augs, *norm], device, loader_workers)
+    dls.spec = _data_spec(task, vocab, size, resize_method, normalize, mean, std, kept, train_idx, valid_idx, how, in_memory, items.source, flip)
     log.info(f"data: {dls.spec.summary()}")
     return dls
 

@@ -32,7 +32,7 @@ def item_image(ev:Evaluation, i:int)->np.ndarray:
 # %% ../../nbs/07_eval.core.ipynb #aa3bc0fe
 def _to_input(img:np.ndarray, mean, std)->torch.Tensor:
     "An HWC uint8 image as a normalised CHW float tensor (see `images_to_input`)."
-    return images_to_input(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), img.shape[0], mean=mean, std=std)[0]
+    return images_to_input(torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1), img.shape[0], mean=mean, std=std)[0]   # a copy: `img` may be read-only
 
 # %% ../../nbs/07_eval.core.ipynb #b4bbf60e
 def item_input(ev:Evaluation, i:int)->torch.Tensor:

@@ -9,7 +9,17 @@ from pathlib import Path
 from ..core import *
 
 # %% auto #0
-__all__ = ['TrainConfig', 'read_config_items']
+__all__ = ['MIN_STEPS', 'MAX_EPOCHS', 'MAX_STEPS', 'MIN_BATCHES', 'MIN_BATCH_SIZE', 'EPOCHS', 'DIGITS_EPOCHS', 'BATCH_SIZE',
+           'FINE_TUNE_BATCH_SIZE', 'LR_SCRATCH', 'LR_SMALL_BACKBONE', 'LR_IMAGENET', 'TrainConfig', 'read_config_items']
+
+# %% ../../nbs/10_experiment.config.ipynb #bc876e77
+MIN_STEPS = 200                        # from scratch: train at least this many optimiser steps ...
+MAX_EPOCHS = 40                        # ... but never more epochs than this (a handful of images)
+MAX_STEPS = 20_000                     # a huge set: fewer than the usual epochs rather than more steps than this
+MIN_BATCHES, MIN_BATCH_SIZE = 16, 16   # halve the batch (down to MIN_BATCH_SIZE) until an epoch has MIN_BATCHES batches
+EPOCHS, DIGITS_EPOCHS = 5, 4           # the usual epochs (fine-tuning ImageNet weights: after one frozen epoch); the built-in digits
+BATCH_SIZE, FINE_TUNE_BATCH_SIZE = 64, 32    # from scratch (and the bundled backbones); fine-tuning ImageNet weights
+LR_SCRATCH, LR_SMALL_BACKBONE, LR_IMAGENET = 1e-2, 5e-3, 1e-3   # peak rates: from scratch; the bundled CIFAR-10 backbones; ImageNet weights
 
 # %% ../../nbs/10_experiment.config.ipynb #994d9faf
 @dataclass(kw_only=True)
@@ -49,19 +59,21 @@ class TrainConfig:
     out:str|Path|None = None           # folder for the model, metrics and plots (None: write nothing)
     def csv_kwargs(self)->dict:
         return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
+    def problems(self)->list[tuple[str, str]]:
+        "Each field whose value cannot work, with what is wrong: the one copy of these rules (the command line asks it too)."
+        bad = [(n, f"must be at least 1, not {getattr(self, n)}") for n in ("epochs", "bs") if getattr(self, n) is not None and getattr(self, n) < 1]
+        bad += [("size", f"must be at least {MIN_IMAGE_SIZE} (pixels), not {self.size}")] if self.size is not None and self.size < MIN_IMAGE_SIZE else []
+        bad += [("valid_pct", f"must be between 0 and 1, not {self.valid_pct}")] if not 0 < self.valid_pct < 1 else []
+        bad += [(n, f"must be positive, not {getattr(self, n)}") for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
+        bad += [("wd", f"must be 0 or more, not {self.wd}")] if self.wd is not None and self.wd < 0 else []
+        bad += [("checkpoints", f"must be 0 or more, not {self.checkpoints}")] if self.checkpoints < 0 else []
+        bad += [("label_smoothing", f"must be at least 0 and below 1, not {self.label_smoothing}")] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
+        bad += [("threshold", f"must be auto or a number between 0 and 1, not {self.threshold!r}")] if self.threshold != "auto" and not (
+               isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
+        return bad
     def check(self):
         "Raise `ConfigError` for values that cannot work, before any data is read."
-        bad = [f"{n} must be at least 1, not {getattr(self, n)}" for n in ("epochs", "bs")
-               if getattr(self, n) is not None and getattr(self, n) < 1]
-        bad += [f"size must be at least {MIN_IMAGE_SIZE} (pixels), not {self.size}"] if self.size is not None and self.size < MIN_IMAGE_SIZE else []
-        bad += [f"valid_pct must be between 0 and 1, not {self.valid_pct}"] if not 0 < self.valid_pct < 1 else []
-        bad += [f"{n} must be positive, not {getattr(self, n)}" for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
-        bad += [f"wd must be 0 or more, not {self.wd}"] if self.wd is not None and self.wd < 0 else []
-        bad += [f"checkpoints must be 0 or more, not {self.checkpoints}"] if self.checkpoints < 0 else []
-        bad += [f"label_smoothing must be at least 0 and below 1, not {self.label_smoothing}"] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
-        bad += [f"threshold must be 'auto' or a number between 0 and 1, not {self.threshold!r}"] if self.threshold != "auto" and not (
-               isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
-        if bad: raise ConfigError("; ".join(bad))
+        if bad := self.problems(): raise ConfigError("; ".join(f"{field} {what}" for field, what in bad))
 
 # %% ../../nbs/10_experiment.config.ipynb #e743aa3b
 def read_config_items(config:TrainConfig):

@@ -209,7 +209,6 @@ def cross_validate(
 # %% ../../nbs/10c_experiment.kfold.ipynb #d380fce6
 def save_cv(res:CVResult, out:str|Path)->Path:
     "Write `res` to the folder `out`: folds.csv, oof.csv, cv.json and cv.png (each atomically)."
-    import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out/"folds.csv", "w") as f: res.folds.to_csv(f, index=False)
     with atomic_write(out/"oof.csv", "w") as f: res.oof_frame().to_csv(f, index=False)
@@ -217,9 +216,7 @@ def save_cv(res:CVResult, out:str|Path)->Path:
                "classes": list(res.classes), "seconds": res.seconds, "config": res.config}, out/"cv.json")
     for i, h in enumerate(res.histories):
         with atomic_write(out/f"history_{i + 1}.csv", "w") as f: h.to_csv(f, index=False)
-    fig = res.plot()
-    with atomic_write(out/"cv.png") as f: fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(res.plot(), out/"cv.png")
     return out
 
 # %% ../../nbs/10c_experiment.kfold.ipynb #79b439d6

@@ -342,6 +342,5 @@ def save_tune(res:TuneResult, out:str|Path)->Path:
     for which in ("history", "importances", "parallel", "intermediate"):
         try: fig = res.plot(which)
         except (ValueError, RuntimeError) as e: log.info(f"no {which} plot: {e}"); continue   # e.g. importances need two finished trials
-        with atomic_write(out/f"{which}.png") as f: fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
+        save_figure(fig, out/f"{which}.png")
     return out

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from ..core import *
 from ..models.registry import arch_spec, SMALL_IMAGE_SIDE
-from .config import TrainConfig, read_config_items
-from ..data.images import typical_side
+from .config import TrainConfig, read_config_items, MIN_STEPS, MAX_EPOCHS, MAX_STEPS, MIN_BATCHES, MIN_BATCH_SIZE, EPOCHS, DIGITS_EPOCHS, BATCH_SIZE, FINE_TUNE_BATCH_SIZE, LR_SCRATCH, LR_SMALL_BACKBONE, LR_IMAGENET
+from ..data.images import typical_side, size_for_side
 from ..data.loaders import image_dataloaders
 from ..train.learner import cv_learner
 from ..train.callbacks import TrainingHistory, plot_history
@@ -22,10 +22,9 @@ from ..train.checkpoint import CheckpointFolder, CheckpointError, TrainingInterr
 from ..train.distributed import data_parallel, process_device, per_process_batch, process_logging
 
 # %% auto #0
-__all__ = ['PHOTO_ARCH', 'MIN_TRANSFER_SIZE', 'MIN_STEPS', 'MAX_EPOCHS', 'MAX_STEPS', 'MIN_BATCHES', 'ArchChoice', 'choose_arch',
-           'schedule_for', 'TrainPlan', 'training_plan', 'TrainResult', 'build_learner', 'check_writable',
-           'use_deterministic', 'training_phases', 'split_digest', 'checkpoint_folder', 'resume_config', 'train',
-           'TrainConfig', 'read_config_items']
+__all__ = ['PHOTO_ARCH', 'MIN_TRANSFER_SIZE', 'ArchChoice', 'choose_arch', 'schedule_for', 'TrainPlan', 'training_plan',
+           'TrainResult', 'build_learner', 'check_writable', 'use_deterministic', 'training_phases', 'split_digest',
+           'checkpoint_folder', 'resume_config', 'train', 'TrainConfig', 'read_config_items']
 
 # %% ../../nbs/10a_experiment.training.ipynb #58a9f2e4
 _all_ = ["TrainConfig", "read_config_items"]     # defined in `cvkit.experiment.config`; `from cvkit.experiment import *` keeps giving them
@@ -39,7 +38,7 @@ class ArchChoice:
     "What `train` (and `cvkit train`) trains, and why."
     arch:str                           # architecture name
     pretrained:bool                    # fine-tune from its weights
-    size:int|None                      # image side (None: from the data)
+    size:int                           # image side, decided here once (`size_for_side` of the data's median side when not asked)
     reason:str                         # one line for the user
 
 # %% ../../nbs/10a_experiment.training.ipynb #e43bb9d6
@@ -51,10 +50,11 @@ def choose_arch(
     builtin:bool=False,                # the built-in digits
 )->ArchChoice:
     "The architecture, weights and size `train` uses for data whose images have median side `side`."
+    data_size = 32 if builtin else size_for_side(side)          # from the images, when nothing else decides
     if arch != "auto":
         spec = arch_spec(arch)
         p = bool(pretrained)
-        size = size or (spec.pretrain_size if p and spec.small_images else None)
+        size = size or (spec.pretrain_size if p and spec.small_images else None) or data_size
         return ArchChoice(spec.name, p, size, f"{spec.name} as asked, {'fine-tuned from its weights' if p else 'from scratch'}")
     small_data = builtin or (side is not None and side <= SMALL_IMAGE_SIDE)
     if small_data or (size is not None and size < MIN_TRANSFER_SIZE):
@@ -64,7 +64,7 @@ def choose_arch(
         if pretrained or (pretrained is None and not small_data):    # photos: CIFAR-10 features measured better than none
             return ArchChoice("cifar_resnet", True, size or 32, f"{what}: the bundled CIFAR-10 backbone cifar_resnet, fine-tuned at {size or 32} px"
                               + ("" if small_data else " (--scratch trains small_resnet from scratch)"))
-        return ArchChoice("small_resnet", False, size or (32 if builtin else None),
+        return ArchChoice("small_resnet", False, size or data_size,
                           f"{what}: small_resnet from scratch" + (" (--pretrained fine-tunes the bundled CIFAR-10 backbone)" if pretrained is None else ", as asked"))
     spec = arch_spec(PHOTO_ARCH)
     size = size or spec.pretrain_size
@@ -74,21 +74,16 @@ def choose_arch(
                                               f"(offline; --scratch trains from scratch)")
 
 # %% ../../nbs/10a_experiment.training.ipynb #8cfedd5e
-MIN_STEPS = 200                        # from scratch: train at least this many optimiser steps ...
-MAX_EPOCHS = 40                        # ... but never more epochs than this (a handful of images)
-MAX_STEPS = 20_000                     # a huge set: fewer than the usual epochs rather than more steps than this
-MIN_BATCHES = 16                       # halve the batch (down to 16) until an epoch has this many
-
 def schedule_for(
     n_train:int|None,                  # training images (None: unknown, keep the defaults)
-    epochs:int=5,                      # the default number of epochs
-    bs:int=64,                         # the default batch size
+    epochs:int=EPOCHS,                 # the default number of epochs
+    bs:int=BATCH_SIZE,                 # the default batch size
     min_steps:int=MIN_STEPS,           # the fewest optimiser steps (0: keep `epochs` and `bs`, a measured default)
     shrink:bool=True,                  # halve `bs` for a small set (False: a batch size asked for)
 )->tuple[int, int, str]:
     "`(epochs, bs, why)`: the batch size and epochs that give `n_train` images at least `min_steps` optimiser steps."
     if not n_train: return epochs, bs, f"{epochs} epochs of batch {bs}"
-    while shrink and min_steps and bs > 16 and n_train // bs < MIN_BATCHES: bs //= 2
+    while shrink and min_steps and bs > MIN_BATCH_SIZE and n_train // bs < MIN_BATCHES: bs //= 2
     per_epoch = max(1, n_train // bs if n_train > bs else 1)            # the last, partial batch is dropped
     e = epochs if not min_steps else max(1, min(MAX_EPOCHS, max(epochs, -(-min_steps // per_epoch)), MAX_STEPS // per_epoch))
     why = ("the measured default" if not min_steps else f"at least {min_steps}" if e*per_epoch >= min_steps and e > epochs
@@ -101,7 +96,7 @@ def schedule_for(
 @dataclass
 class TrainPlan:
     "The numbers `train` uses, and why: a config with every default filled in."
-    arch:str; pretrained:bool; size:int|None; epochs:int; lr:float; lr_mult:float|None; bs:int
+    arch:str; pretrained:bool; size:int; epochs:int; lr:float; lr_mult:float|None; bs:int
     label_smoothing:float; flip:bool; reason:str
 
 # %% ../../nbs/10a_experiment.training.ipynb #49128e1a
@@ -118,13 +113,13 @@ def training_plan(
     imagenet = tuned and not spec.small_images
     lr_mult = config.lr_mult if config.lr_mult is not None else (3 if spec.small_images else 100) if tuned else None
     smoothing = config.label_smoothing if config.label_smoothing is not None else task.default_label_smoothing(imagenet)
-    epochs, bs, why = schedule_for(n_train, 4 if builtin else 5, config.bs or (32 if imagenet else 64),   # a batch asked for: epochs to match
+    epochs, bs, why = schedule_for(n_train, DIGITS_EPOCHS if builtin else EPOCHS, config.bs or (FINE_TUNE_BATCH_SIZE if imagenet else BATCH_SIZE),   # a batch asked for: epochs to match
                                    0 if imagenet or builtin else MIN_STEPS, shrink=config.bs is None)
     if imagenet and n_train:
         why = f"{n_train:,} training images: 1 frozen epoch, then {epochs}, of batch {bs} = {(epochs + 1)*max(1, n_train // bs):,} steps (ImageNet features need few)"
     if config.epochs is not None: epochs, why = config.epochs, f"{config.epochs} epochs as asked, of batch {bs}"
     return TrainPlan(choice.arch, tuned, choice.size, epochs,
-                     config.lr if config.lr is not None else 1e-2 if not tuned else 5e-3 if spec.small_images else 1e-3, lr_mult,
+                     config.lr if config.lr is not None else LR_SCRATCH if not tuned else LR_SMALL_BACKBONE if spec.small_images else LR_IMAGENET, lr_mult,
                      bs, smoothing, config.flip if config.flip is not None else not builtin, f"{choice.reason}; {why}")
 
 # %% ../../nbs/10a_experiment.training.ipynb #7351ea43
@@ -148,15 +143,13 @@ def _plain(config)->dict:
 # %% ../../nbs/10a_experiment.training.ipynb #6e982d0f
 def _write_outputs(result:TrainResult, config:TrainConfig, out:Path):
     "Export the model and write config.json, history.csv, metrics.json and the two plots to `out`."
-    import matplotlib.pyplot as plt           # (no backend switch: a notebook keeps showing its figures)
     export(result.learn, out)
     save_json(_plain(config), out/"config.json")
     with atomic_write(out/"history.csv", "w") as f: result.history.to_csv(f, index=False)
     save_json(result.metrics, out/"metrics.json")
     if result.audit is not None: result.audit.save(out/"audit.json")
-    for name, fig in (("confusion_matrix.png", result.evaluation.plot()), ("training_curves.png", plot_history(result.history))):
-        with atomic_write(out/name) as f: fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
+    save_figure(result.evaluation.plot(), out/result.evaluation.figure_name)
+    save_figure(plot_history(result.history), out/"training_curves.png")
 
 # %% ../../nbs/10a_experiment.training.ipynb #4969b1bd
 def _n_train(items, config:TrainConfig, valid_idx=None)->int:
@@ -272,6 +265,43 @@ def _where(pos:dict)->str:
            " done" if pos["epoch"] >= pos["n_epoch"] else "")
 
 # %% ../../nbs/10a_experiment.training.ipynb #6a225218
+def _run_config(config:TrainConfig|None, resume:bool|str|Path, changes:dict)->tuple:
+    "The checked config to train with, and (when resuming) the checkpoint's state and path, else None and None."
+    state = resumed_from = None
+    if resume is True: resume = (config.out if config else None) or changes.get("out")
+    if resume: config, state, resumed_from = resume_config(resume, config, changes)
+    else: config = TrainConfig(**(asdict(config) if config else {}) | changes)
+    config.check()
+    return config, state, resumed_from
+
+# %% ../../nbs/10a_experiment.training.ipynb #8f5aa7d1
+def _run_training(learn, plan:TrainPlan, config:TrainConfig, folder, state:dict|None, digest:str, cbs:list|None, clock:Timer):
+    "Fit `learn` through the plan's phases, timed by `clock` and checkpointed to `folder`; an interruption says how to resume."
+    threads = _resume_threads(state, config.deterministic)
+    try:
+        with clock, cpu_threads(threads):
+            run_phases(learn, training_phases(plan), folder, state,
+                       extra={"config": _plain(config), "split": digest, "threads": torch.get_num_threads()})
+    except TrainingInterrupted as e:
+        if e.checkpoint is not None: e.args = (f"{e}; continue with `cvkit train --resume {config.out}` (or train(resume=...))",)
+        raise
+    finally: learn.remove_cbs(cbs or [])
+
+# %% ../../nbs/10a_experiment.training.ipynb #e10158e3
+def _run_metrics(learn, dls, ev, plan:TrainPlan, config:TrainConfig, epochs_trained:int, data_clock:Timer, train_clock:Timer,
+                 resumed_from, report)->dict:
+    "The metrics of a run: its evaluation, what was trained and how, its timings and data, and the audit's counts."
+    metrics = ev.to_dict() | {"task": dls.spec.task.name, "arch": learn.arch_name, "pretrained": plan.pretrained,
+        "choice": plan.reason, "epochs": plan.epochs, "epochs_trained": epochs_trained, "lr": plan.lr, "lr_mult": plan.lr_mult,
+        "bs": plan.bs, "size": dls.spec.size, "label_smoothing": plan.label_smoothing, "seed": config.seed, "precision": learn.precision.name,
+        "device": str(dls.device), "processes": process_rank()[1], "data_seconds": round(data_clock.seconds, 2),
+        "train_seconds": round(train_clock.seconds, 2), "n_train": dls.spec.n_train, "n_valid": dls.spec.n_valid,
+        "skipped": [{"file": f, "reason": r} for f, r in dls.spec.skipped], "config": _plain(config)}
+    if resumed_from is not None: metrics["resumed_from"] = str(resumed_from)
+    if report is not None: metrics["audit"] = {c: k for c, k in report.counts.items() if k}
+    return metrics
+
+# %% ../../nbs/10a_experiment.training.ipynb #a5c4c882
 def train(
     config:TrainConfig|None=None,      # what to train (None: every default, on the built-in digits)
     *,
@@ -282,11 +312,7 @@ def train(
     **changes,                         # `TrainConfig` fields to change, e.g. `epochs=3`
 )->TrainResult:
     "Train, evaluate and (with `config.out`) export a model as `config` (updated by `changes`) says; `resume` continues a stopped run exactly."
-    state = resumed_from = None
-    if resume is True: resume = (config.out if config else None) or changes.get("out")
-    if resume: config, state, resumed_from = resume_config(resume, config, changes)
-    else: config = TrainConfig(**(asdict(config) if config else {}) | changes)
-    config.check()
+    config, state, resumed_from = _run_config(config, resume, changes)
     main = is_main_process()
     process_logging()
     if config.out and main: check_writable(config.out)           # before the data is read, not after training
@@ -306,25 +332,10 @@ def train(
     folder = CheckpointFolder(Path(config.out)/"checkpoints", keep=config.checkpoints) if config.out and config.checkpoints else None
     history = TrainingHistory(); learn.add_cbs([history, *(cbs or [])])
     data_clock.stop()
-    threads = _resume_threads(state, config.deterministic)
-    try:
-        with train_clock, cpu_threads(threads):
-            run_phases(learn, training_phases(plan), folder, state,
-                       extra={"config": _plain(config), "split": digest, "threads": torch.get_num_threads()})
-    except TrainingInterrupted as e:
-        if e.checkpoint is not None: e.args = (f"{e}; continue with `cvkit train --resume {config.out}` (or train(resume=...))",)
-        raise
-    finally: learn.remove_cbs(cbs or [])
+    _run_training(learn, plan, config, folder, state, digest, cbs, train_clock)
     ev = evaluate(learn)
     dls.spec.task.after_training(learn, ev, config.threshold, config.per_label_threshold)
-    metrics = ev.to_dict() | {"task": dls.spec.task.name, "arch": learn.arch_name, "pretrained": plan.pretrained,
-        "choice": plan.reason, "epochs": plan.epochs, "epochs_trained": len(history.rows), "lr": plan.lr, "lr_mult": plan.lr_mult,
-        "bs": plan.bs, "size": dls.spec.size, "label_smoothing": plan.label_smoothing, "seed": config.seed, "precision": learn.precision.name,
-        "device": str(dls.device), "processes": process_rank()[1], "data_seconds": round(data_clock.seconds, 2),
-        "train_seconds": round(train_clock.seconds, 2), "n_train": dls.spec.n_train, "n_valid": dls.spec.n_valid,
-        "skipped": [{"file": f, "reason": r} for f, r in dls.spec.skipped], "config": _plain(config)}
-    if resumed_from is not None: metrics["resumed_from"] = str(resumed_from)
-    if report is not None: metrics["audit"] = {c: k for c, k in report.counts.items() if k}
+    metrics = _run_metrics(learn, dls, ev, plan, config, len(history.rows), data_clock, train_clock, resumed_from, report)
     result = TrainResult(learn, ev, plan, metrics, Path(config.out) if config.out else None, history.frame(), report)
     if config.out and main: _write_outputs(result, config, Path(config.out))
     return result

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/01_tasks.base.ipynb #53cfb5bd
 from __future__ import annotations
+from pathlib import Path
 from dataclasses import dataclass, field
 import numpy as np
 import torch
@@ -16,7 +17,8 @@ def _fastai():
 from ..core import *
 
 # %% auto #0
-__all__ = ['TASKS', 'Task', 'register_task', 'default_task', 'task_names', 'task_of_labels', 'get_task', 'detect_task']
+__all__ = ['TASKS', 'Task', 'TaskEvaluation', 'register_task', 'default_task', 'task_names', 'task_of_labels', 'get_task',
+           'detect_task']
 
 # %% ../../nbs/01_tasks.base.ipynb #aa0a43fe
 class Task:
@@ -55,6 +57,17 @@ class Task:
     def __repr__(self): return f"{type(self).__name__}()"
     def __eq__(self, other): return isinstance(other, Task) and (type(self).__name__, self.name) == (type(other).__name__, other.name)
     def __hash__(self): return hash((type(self).__name__, self.name))     # by name: the same task however often its class is defined
+
+# %% ../../nbs/01_tasks.base.ipynb #58d9dc24
+class TaskEvaluation:
+    "What every task's evaluation shares: saving itself (its subclasses give `to_dict`, `plot`, `headline` and `table`)."
+    figure_name:str = "confusion_matrix.png"   # the file its `plot` is saved as
+    def save(self, out:str|Path, **extra)->Path:
+        "Write metrics.json (`to_dict()` and `extra`) and the plot to the folder `out`, each atomically."
+        out = Path(out); out.mkdir(parents=True, exist_ok=True)
+        save_json(self.to_dict() | extra, out/"metrics.json")
+        save_figure(self.plot(), out/self.figure_name)
+        return out
 
 # %% ../../nbs/01_tasks.base.ipynb #981f66ce
 TASKS, _TASK_ALIASES = {}, {}

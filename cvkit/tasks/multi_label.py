@@ -43,19 +43,8 @@ class MultiLabel(Task):
     score, unused_fields = "macro_f1", ("label_smoothing",)
     def __init__(self, delimiter:str=" "): self.delimiter = delimiter   # between labels in a CSV cell
     def with_delimiter(self, delimiter): return MultiLabel(delimiter)
-    def recognises(self, raw_labels, delimiter=" "):
-        multi = [r for r in raw_labels if isinstance(r, str) and len(r.strip().split(delimiter or None)) > 1]
-        if multi: return (f"multi-label data: {len(multi)} of {len(raw_labels)} rows have several labels "
-                          f"(e.g. {multi[0].strip()!r}); use --task single_label if a class name contains spaces")
     def fastai_target(self, label): return list(label)
     def accepts(self, label): return isinstance(label, (tuple, list, set))
-    def after_training(self, learn, ev, threshold="auto", per_label=False):
-        "Choose the decision threshold on the validation predictions (`threshold=\"auto\"`) or set the one given; export keeps it."
-        if threshold == "auto": learn.threshold = ev.choose_threshold(per_label)
-        else: learn.threshold = ev.threshold = thresholds_for(float(threshold), ev.classes)
-    def export_meta(self, classes, threshold=None):
-        return {"threshold": thresholds_for(threshold, classes),
-                "output": "logits; the probability of each label is sigmoid(logit); a label is predicted at or above its threshold"}
     def parse(self, raw, where=""):
         text = "" if raw is None else str(raw)
         return tuple(sorted({l.strip() for l in text.split(self.delimiter or None) if l.strip()}))
@@ -73,11 +62,6 @@ class MultiLabel(Task):
     def wrap(self, y): return _fastai().TensorMultiCategory(y)
     def decode_target(self, y, vocab): return _fastai().MultiCategory([vocab[i] for i in torch.as_tensor(y).nonzero().flatten().tolist()])
     def block(self, vocab): return _fastai().MultiCategoryBlock(vocab=vocab)
-    def strata(self, labels):
-        freq = {}
-        for ls in labels:
-            for l in ls: freq[l] = freq.get(l, 0) + 1
-        return [min(ls, key=lambda l: (freq[l], l)) if ls else "" for ls in labels]
     def loss(self, label_smoothing=0.):
         if label_smoothing: raise ConfigError("label smoothing is for single-label classification; use label_smoothing=0 with multi-label data")
         return _fastai().BCEWithLogitsLossFlat()
@@ -86,14 +70,45 @@ class MultiLabel(Task):
     def item_losses(self, probs, targets):
         p = np.clip(probs, 1e-7, 1 - 1e-7)
         return -(targets*np.log(p) + (1 - targets)*np.log(1 - p)).mean(1)
-    def decode(self, probs, vocab, threshold=None):
-        th = thresholds_for(threshold, vocab)
-        return [MultiLabelPrediction([c for c, v in zip(vocab, p) if v >= th[c]], dict(zip(vocab, map(float, p))), th)
-                for p in np.asarray(probs, dtype=float)]
     def evaluation(self, probs, targets, vocab, **kwargs):
         return MultiLabelEvaluation(probs, np.asarray(targets).astype(int), list(vocab), **kwargs)
     def counts(self, labels):
         return f"{len(self.classes(labels))} labels, {np.mean([len(l) for l in labels]):.1f} per image"
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #527cc954
+@patch
+def recognises(self:MultiLabel, raw_labels, delimiter=" "):
+    multi = [r for r in raw_labels if isinstance(r, str) and len(r.strip().split(delimiter or None)) > 1]
+    if multi: return (f"multi-label data: {len(multi)} of {len(raw_labels)} rows have several labels "
+                      f"(e.g. {multi[0].strip()!r}); use --task single_label if a class name contains spaces")
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #8c835875
+@patch
+def after_training(self:MultiLabel, learn, ev, threshold="auto", per_label=False):
+    "Choose the decision threshold on the validation predictions (`threshold=\"auto\"`) or set the one given; export keeps it."
+    if threshold == "auto": learn.threshold = ev.choose_threshold(per_label)
+    else: learn.threshold = ev.threshold = thresholds_for(float(threshold), ev.classes)
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #f8925a9b
+@patch
+def export_meta(self:MultiLabel, classes, threshold=None):
+    return {"threshold": thresholds_for(threshold, classes),
+            "output": "logits; the probability of each label is sigmoid(logit); a label is predicted at or above its threshold"}
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #050cee3e
+@patch
+def strata(self:MultiLabel, labels):
+    freq = {}
+    for ls in labels:
+        for l in ls: freq[l] = freq.get(l, 0) + 1
+    return [min(ls, key=lambda l: (freq[l], l)) if ls else "" for ls in labels]
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #803aa07d
+@patch
+def decode(self:MultiLabel, probs, vocab, threshold=None):
+    th = thresholds_for(threshold, vocab)
+    return [MultiLabelPrediction([c for c, v in zip(vocab, p) if v >= th[c]], dict(zip(vocab, map(float, p))), th)
+            for p in np.asarray(probs, dtype=float)]
 
 # %% ../../nbs/01b_tasks.multi_label.ipynb #afcbbb48
 register_task(MultiLabel, "multilabel", "multi-label", "multi")
@@ -140,7 +155,7 @@ def best_thresholds(
 
 # %% ../../nbs/01b_tasks.multi_label.ipynb #898eddfa
 @dataclass
-class MultiLabelEvaluation:
+class MultiLabelEvaluation(TaskEvaluation):
     "Predictions of a multi-label model on a dataset, with per-label metrics, thresholds and plots."
     probs:np.ndarray          # (N, n_labels) predicted probabilities (sigmoids)
     targets:np.ndarray        # (N, n_labels) 0/1 true labels
@@ -158,10 +173,6 @@ class MultiLabelEvaluation:
     def thresholds(self)->np.ndarray: return np.array([self.threshold[c] for c in self.classes])
     @property
     def preds(self)->np.ndarray: return (self.probs >= self.thresholds).astype(int)
-    def choose_threshold(self, per_label:bool=False)->dict[str,float]:
-        "Set the threshold(s) that maximise F1 on this data (see `best_thresholds`); return them."
-        self.threshold = dict(zip(self.classes, map(float, best_thresholds(self.probs, self.targets, per_label))))
-        return self.threshold
     @property
     def exact_match(self)->float: return float((self.preds == self.targets).all(1).mean())
     @property
@@ -170,47 +181,68 @@ class MultiLabelEvaluation:
     def accuracy(self)->float: return self.exact_match
     @property
     def macro_f1(self)->float: return float(_f1_at(self.probs, self.targets, self.thresholds).mean())
-    @property
-    def mean_average_precision(self)->float:
-        "Mean over labels (that occur in the data) of the average precision."
-        has = self.targets.sum(0) > 0
-        return float(average_precision_score(self.targets[:, has], self.probs[:, has], average="macro")) if has.any() else float("nan")
     def table(self, averages:bool=True)->pd.DataFrame: return self.per_label(averages)   # every evaluation's per-class table
     def confusion_matrix(self, normalize=False):
         raise ConfigError(f"{type(self).__name__} has no single confusion matrix; use its .plot() (multi-label: one per label)")
     def per_label(self, averages:bool=False)->pd.DataFrame:
         "Precision, recall, F1, average precision, support and threshold of every label; macro and micro averages with `averages`."
         return per_label_table(self, averages)
-    def label_confusion(self)->pd.DataFrame:
-        "Per label: true positives, false positives, false negatives, true negatives."
-        cm = multilabel_confusion_matrix(self.targets, self.preds, **_label_kw(self.targets))
-        return pd.DataFrame({"tp": cm[:, 1, 1], "fp": cm[:, 0, 1], "fn": cm[:, 1, 0], "tn": cm[:, 0, 0]},
-                            index=pd.Index(self.classes, name="label"))
-    def summary(self)->pd.DataFrame:
-        "The headline numbers in one table."
-        rows = {"items": len(self.targets), "macro F1": self.macro_f1, "mAP": self.mean_average_precision,
-                "exact match": self.exact_match, "label accuracy": self.label_accuracy}
-        vals = pd.Series([v if isinstance(v, int) else round(float(v), 4) for v in rows.values()], dtype=object)
-        return pd.DataFrame({"value": vals.values}, index=pd.Index(list(rows), name="metric"))
     def headline(self)->str:
         return (f"validation macro F1 {self.macro_f1:.3f}, mAP {self.mean_average_precision:.3f}, exact match "
                 f"{self.exact_match:.2%} on {len(self.targets)} images")
-    def to_dict(self)->dict:
-        "Everything as plain JSON-ready values (for `metrics.json`)."
-        pl = self.per_label()
-        return {"task": MultiLabel.name, "n_items": int(len(self.targets)), "classes": self.classes,
-                "macro_f1": self.macro_f1, "map": self.mean_average_precision, "exact_match": self.exact_match,
-                "label_accuracy": self.label_accuracy, "thresholds": self.threshold, "tta": self.tta,
-                "per_label": {c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()} for c, row in pl.iterrows()},
-                "label_confusion": {c: {k: int(v) for k, v in row.items()} for c, row in self.label_confusion().iterrows()}}
-    def top_losses(self, k:int=9)->pd.DataFrame:
-        "The `k` items with the highest loss: index, true and predicted labels."
-        idx = np.argsort(-self.losses, kind="stable")[:k]
-        names = lambda row: " ".join(c for c, v in zip(self.classes, row) if v) or "(none)"
-        return pd.DataFrame({"index": idx, "actual": [names(self.targets[i]) for i in idx],
-                             "predicted": [names(self.preds[i]) for i in idx], "loss": self.losses[idx].round(4)})
     def plot(self, **kwargs): return plot_label_confusion(self, **kwargs)
     def __repr__(self): return f"MultiLabelEvaluation({len(self.targets)} items, macro F1 {self.macro_f1:.3f}, mAP {self.mean_average_precision:.3f})"
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #a3958002
+@patch
+def choose_threshold(self:MultiLabelEvaluation, per_label:bool=False)->dict[str,float]:
+    "Set the threshold(s) that maximise F1 on this data (see `best_thresholds`); return them."
+    self.threshold = dict(zip(self.classes, map(float, best_thresholds(self.probs, self.targets, per_label))))
+    return self.threshold
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #6d537a85
+@patch(as_prop=True)
+def mean_average_precision(self:MultiLabelEvaluation)->float:
+    "Mean over labels (that occur in the data) of the average precision."
+    has = self.targets.sum(0) > 0
+    return float(average_precision_score(self.targets[:, has], self.probs[:, has], average="macro")) if has.any() else float("nan")
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #bbedbe95
+@patch
+def label_confusion(self:MultiLabelEvaluation)->pd.DataFrame:
+    "Per label: true positives, false positives, false negatives, true negatives."
+    cm = multilabel_confusion_matrix(self.targets, self.preds, **_label_kw(self.targets))
+    return pd.DataFrame({"tp": cm[:, 1, 1], "fp": cm[:, 0, 1], "fn": cm[:, 1, 0], "tn": cm[:, 0, 0]},
+                        index=pd.Index(self.classes, name="label"))
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #d3d104ab
+@patch
+def summary(self:MultiLabelEvaluation)->pd.DataFrame:
+    "The headline numbers in one table."
+    rows = {"items": len(self.targets), "macro F1": self.macro_f1, "mAP": self.mean_average_precision,
+            "exact match": self.exact_match, "label accuracy": self.label_accuracy}
+    vals = pd.Series([v if isinstance(v, int) else round(float(v), 4) for v in rows.values()], dtype=object)
+    return pd.DataFrame({"value": vals.values}, index=pd.Index(list(rows), name="metric"))
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #0ff06481
+@patch
+def to_dict(self:MultiLabelEvaluation)->dict:
+    "Everything as plain JSON-ready values (for `metrics.json`)."
+    pl = self.per_label()
+    return {"task": MultiLabel.name, "n_items": int(len(self.targets)), "classes": self.classes,
+            "macro_f1": self.macro_f1, "map": self.mean_average_precision, "exact_match": self.exact_match,
+            "label_accuracy": self.label_accuracy, "thresholds": self.threshold, "tta": self.tta,
+            "per_label": {c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()} for c, row in pl.iterrows()},
+            "label_confusion": {c: {k: int(v) for k, v in row.items()} for c, row in self.label_confusion().iterrows()}}
+
+# %% ../../nbs/01b_tasks.multi_label.ipynb #3b0325be
+@patch
+def top_losses(self:MultiLabelEvaluation, k:int=9)->pd.DataFrame:
+    "The `k` items with the highest loss: index, true and predicted labels."
+    idx = np.argsort(-self.losses, kind="stable")[:k]
+    names = lambda row: " ".join(c for c, v in zip(self.classes, row) if v) or "(none)"
+    return pd.DataFrame({"index": idx, "actual": [names(self.targets[i]) for i in idx],
+                         "predicted": [names(self.preds[i]) for i in idx], "loss": self.losses[idx].round(4)})
 
 # %% ../../nbs/01b_tasks.multi_label.ipynb #3b14e90e
 def per_label_table(ev:MultiLabelEvaluation, averages:bool=False)->pd.DataFrame:

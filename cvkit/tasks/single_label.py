@@ -120,7 +120,7 @@ def _normalize_arg(normalize)->str|None:
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #b6faf51a
 @dataclass
-class Evaluation:
+class Evaluation(TaskEvaluation):
     "Predictions of a model on a dataset, with the metrics and plots computed from them."
     probs:np.ndarray          # (N, n_classes) predicted probabilities
     targets:np.ndarray        # (N,) true class indices
@@ -137,60 +137,15 @@ class Evaluation:
     @property
     def accuracy(self)->float: return float((self.preds == self.targets).mean())
 
-    def top_k(self, k:int=3)->float:
-        "Fraction of items whose true class is among the `k` most probable ones."
-        if not 1 <= k <= len(self.classes): raise ConfigError(f"k must be between 1 and {len(self.classes)} (the number of classes), not {k}")
-        top = np.argsort(-self.probs, 1, kind="stable")[:, :k]
-        return float((top == self.targets[:, None]).any(1).mean())
-
     def confusion_matrix(self, normalize=False)->np.ndarray:
         "Row = true class, column = predicted class: counts, or fractions with `normalize` (True/'true': of each row, 'pred': of each column, 'all')."
         return sk_confusion_matrix(self.targets, self.preds, labels=range(len(self.classes)), normalize=_normalize_arg(normalize))
 
     def table(self, averages:bool=True)->pd.DataFrame: return self.per_class(averages)   # every evaluation's per-class table
-    def per_class(self, averages:bool=False)->pd.DataFrame:
-        "Precision, recall, F1 and support of every class (scikit-learn), plus macro and weighted averages with `averages`."
-        labels = range(len(self.classes))
-        p, r, f, s = precision_recall_fscore_support(self.targets, self.preds, labels=labels, zero_division=0)
-        df = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=pd.Index(self.classes, name="class"))
-        if averages:
-            for avg in ("macro", "weighted"):
-                p, r, f, _ = precision_recall_fscore_support(self.targets, self.preds, labels=labels, average=avg, zero_division=0)
-                df.loc[f"{avg} avg"] = [p, r, f, len(self.targets)]
-            df["support"] = df["support"].astype(int)
-        return df
-
-    def top_losses(self, k:int=9)->pd.DataFrame:
-        "The `k` items with the highest loss: index, true and predicted class, probability of the prediction."
-        idx = np.argsort(-self.losses, kind="stable")[:k]
-        return pd.DataFrame({"index": idx, "actual": [self.classes[t] for t in self.targets[idx]],
-                             "predicted": [self.classes[p] for p in self.preds[idx]],
-                             "probability": self.probs[idx, self.preds[idx]].round(4), "loss": self.losses[idx].round(4)})
 
     def ece(self, n_bins:int=15)->float:
         "Expected calibration error: see `expected_calibration_error`."
         return expected_calibration_error(self.probs, self.targets, n_bins)
-
-    def summary(self, n_bins:int=15)->pd.DataFrame:
-        "The headline numbers in one table: accuracy, top-k accuracy, macro and weighted F1, ECE."
-        pc = self.per_class(averages=True)
-        rows = {"items": len(self.targets), "accuracy": self.accuracy}
-        rows |= {f"top-{k} accuracy": self.top_k(k) for k in (3, 5) if k < len(self.classes)}
-        rows |= {"macro F1": pc.loc["macro avg", "f1"], "weighted F1": pc.loc["weighted avg", "f1"],
-                 f"ECE ({n_bins} bins)": self.ece(n_bins)}
-        vals = pd.Series([v if isinstance(v, int) else round(float(v), 4) for v in rows.values()], dtype=object)
-        return pd.DataFrame({"value": vals.values}, index=pd.Index(list(rows), name="metric"))
-
-    def to_dict(self)->dict:
-        "Everything as plain JSON-ready values (for `metrics.json`)."
-        pc = self.per_class(averages=True)
-        rows = {c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()} for c, row in pc.iterrows()}
-        avg = lambda name: {k: v for k, v in rows.pop(name).items() if k != "support"}
-        macro, weighted = avg("macro avg"), avg("weighted avg")
-        return {"accuracy": self.accuracy, "n_items": int(len(self.targets)), "classes": self.classes,
-                "per_class": rows, "macro_avg": macro, "weighted_avg": weighted,
-                "top_k_accuracy": {str(k): self.top_k(k) for k in (1, 3, 5) if k <= len(self.classes)},
-                "ece": self.ece(), "tta": self.tta, "confusion_matrix": self.confusion_matrix().tolist()}
 
     def headline(self)->str: return f"validation accuracy {self.accuracy:.2%} on {len(self.targets)} images"
     def plot(self, **kwargs):
@@ -199,6 +154,62 @@ class Evaluation:
 
     def __repr__(self):
         return f"Evaluation({len(self.targets)} items, accuracy {self.accuracy:.2%}{', with TTA' if self.tta else ''})"
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #e114592d
+@patch
+def top_k(self:Evaluation, k:int=3)->float:
+    "Fraction of items whose true class is among the `k` most probable ones."
+    if not 1 <= k <= len(self.classes): raise ConfigError(f"k must be between 1 and {len(self.classes)} (the number of classes), not {k}")
+    top = np.argsort(-self.probs, 1, kind="stable")[:, :k]
+    return float((top == self.targets[:, None]).any(1).mean())
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #015cf71f
+@patch
+def per_class(self:Evaluation, averages:bool=False)->pd.DataFrame:
+    "Precision, recall, F1 and support of every class (scikit-learn), plus macro and weighted averages with `averages`."
+    labels = range(len(self.classes))
+    p, r, f, s = precision_recall_fscore_support(self.targets, self.preds, labels=labels, zero_division=0)
+    df = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=pd.Index(self.classes, name="class"))
+    if averages:
+        for avg in ("macro", "weighted"):
+            p, r, f, _ = precision_recall_fscore_support(self.targets, self.preds, labels=labels, average=avg, zero_division=0)
+            df.loc[f"{avg} avg"] = [p, r, f, len(self.targets)]
+        df["support"] = df["support"].astype(int)
+    return df
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #900b81db
+@patch
+def top_losses(self:Evaluation, k:int=9)->pd.DataFrame:
+    "The `k` items with the highest loss: index, true and predicted class, probability of the prediction."
+    idx = np.argsort(-self.losses, kind="stable")[:k]
+    return pd.DataFrame({"index": idx, "actual": [self.classes[t] for t in self.targets[idx]],
+                         "predicted": [self.classes[p] for p in self.preds[idx]],
+                         "probability": self.probs[idx, self.preds[idx]].round(4), "loss": self.losses[idx].round(4)})
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #962d9472
+@patch
+def summary(self:Evaluation, n_bins:int=15)->pd.DataFrame:
+    "The headline numbers in one table: accuracy, top-k accuracy, macro and weighted F1, ECE."
+    pc = self.per_class(averages=True)
+    rows = {"items": len(self.targets), "accuracy": self.accuracy}
+    rows |= {f"top-{k} accuracy": self.top_k(k) for k in (3, 5) if k < len(self.classes)}
+    rows |= {"macro F1": pc.loc["macro avg", "f1"], "weighted F1": pc.loc["weighted avg", "f1"],
+             f"ECE ({n_bins} bins)": self.ece(n_bins)}
+    vals = pd.Series([v if isinstance(v, int) else round(float(v), 4) for v in rows.values()], dtype=object)
+    return pd.DataFrame({"value": vals.values}, index=pd.Index(list(rows), name="metric"))
+
+# %% ../../nbs/01a_tasks.single_label.ipynb #f8df433c
+@patch
+def to_dict(self:Evaluation)->dict:
+    "Everything as plain JSON-ready values (for `metrics.json`)."
+    pc = self.per_class(averages=True)
+    rows = {c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()} for c, row in pc.iterrows()}
+    avg = lambda name: {k: v for k, v in rows.pop(name).items() if k != "support"}
+    macro, weighted = avg("macro avg"), avg("weighted avg")
+    return {"accuracy": self.accuracy, "n_items": int(len(self.targets)), "classes": self.classes,
+            "per_class": rows, "macro_avg": macro, "weighted_avg": weighted,
+            "top_k_accuracy": {str(k): self.top_k(k) for k in (1, 3, 5) if k <= len(self.classes)},
+            "ece": self.ece(), "tta": self.tta, "confusion_matrix": self.confusion_matrix().tolist()}
 
 # %% ../../nbs/01a_tasks.single_label.ipynb #5fb7bc06
 def plot_confusion_matrix(

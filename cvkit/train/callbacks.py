@@ -13,8 +13,8 @@ from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
 from ..core import *
 
 # %% auto #0
-__all__ = ['unwrap_model', 'WeightAveraging', 'TrainClock', 'TimeBudget', 'SkipValidation', 'TrainingHistory', 'plot_history',
-           'SaveBest', 'EarlyStopping']
+__all__ = ['unwrap_model', 'WeightAveraging', 'TrainClock', 'TimeBudget', 'SkipValidation', 'TrainingHistory', 'LRHistory',
+           'plot_history', 'SaveBest', 'EarlyStopping']
 
 # %% ../../nbs/06_train.callbacks.ipynb #df83d780
 def unwrap_model(model:torch.nn.Module)->torch.nn.Module:
@@ -113,6 +113,19 @@ class TrainingHistory(Callback):
         "The history as a DataFrame, one row per epoch."
         import pandas as pd
         return pd.DataFrame(self.rows)
+
+# %% ../../nbs/06_train.callbacks.ipynb #7674ff1b
+class LRHistory(Callback):
+    "The learning rate of each layer group at every training step, across every `fit` of a learner."
+    def __init__(self): self.steps, self.fits = [], 0
+    def before_fit(self): self.fits += 1
+    def after_batch(self):
+        if self.training: self.steps.append([self.fits] + [float(h["lr"]) for h in self.opt.hypers])
+    def frame(self, names:list[str]|None=None):
+        "One row per step: the fit it belongs to, then each group's rate (named `names`, else group 0, 1, ...)."
+        import pandas as pd
+        n = len(self.steps[0]) - 1 if self.steps else 0
+        return pd.DataFrame(self.steps, columns=["fit", *(names if names is not None else [f"group {g}" for g in range(n)])])
 
 # %% ../../nbs/06_train.callbacks.ipynb #b7f46c7d
 def plot_history(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.foundation import L
+from fastcore.basics import patch
 from fastai.learner import Callback, CancelBatchException, CancelFitException
 from safetensors import safe_open, SafetensorError
 from safetensors.torch import save as save_safetensors
@@ -311,16 +312,22 @@ class Checkpointing(Callback):
         if not self.trained: return                    # skipped (resumed past it), or an epoch of `get_preds`
         self.trained = False
         if self.epoch + 1 < self.n_epoch: self._write(self.epoch + 1, 0)   # the last one: `write_end`, once the fit has ended
-    def write_end(self, learn, n_epoch:int):
-        "Checkpoint the end of the fit, after every callback's `after_fit` (the best weights put back, the average applied)."
-        self.learn = learn
-        try: self._write(n_epoch, 0, n_epoch=n_epoch)
-        finally: self.learn = None
-    def _write(self, epoch:int, batch:int, rng_epoch:dict|None=None, n_epoch:int|None=None):
-        if self.folder is None or not is_main_process(): return
-        pos = {"phase": self.phase, "epoch": epoch, "batch": batch, "n_epoch": n_epoch or self.n_epoch}
-        state = training_state(self.learn, pos, **self.extra, rng_epoch=rng_epoch)
-        self.written.append(self.folder.save(state))
+
+# %% ../../nbs/06c_train.checkpoint.ipynb #ef876ead
+@patch
+def write_end(self:Checkpointing, learn, n_epoch:int):
+    "Checkpoint the end of the fit, after every callback's `after_fit` (the best weights put back, the average applied)."
+    self.learn = learn
+    try: self._write(n_epoch, 0, n_epoch=n_epoch)
+    finally: self.learn = None
+
+# %% ../../nbs/06c_train.checkpoint.ipynb #30e55c3e
+@patch
+def _write(self:Checkpointing, epoch:int, batch:int, rng_epoch:dict|None=None, n_epoch:int|None=None):
+    if self.folder is None or not is_main_process(): return
+    pos = {"phase": self.phase, "epoch": epoch, "batch": batch, "n_epoch": n_epoch or self.n_epoch}
+    state = training_state(self.learn, pos, **self.extra, rng_epoch=rng_epoch)
+    self.written.append(self.folder.save(state))
 
 # %% ../../nbs/06c_train.checkpoint.ipynb #d5fe85e0
 @dataclass

@@ -211,6 +211,61 @@ def _fastai_splitter(spec:ArchSpec):
     return model_meta.get(spec.builder, _default_meta)["split"] if spec.family == "torchvision" else _default_meta["split"]
 
 # %% ../../nbs/06a_train.learner.ipynb #f756bc6b
+def _learner_kwargs(dls:DataLoaders, opt:str, label_smoothing:float, metrics:list|None, path, wd:float|None)->tuple[Task,dict]:
+    "The data's task, and the `Learner` arguments that follow from it and the options: loss, optimiser, metrics, path, weight decay."
+    if opt not in ("adam", "sgd"): raise ConfigError(f"opt must be adam or sgd, not {opt!r}")
+    opt_func = Adam if opt == "adam" else (lambda params, lr, **kw: SGD(params, lr, mom=0.9, **kw))
+    task = data_task(dls)
+    loss = task.loss(label_smoothing)
+    metrics = task.metrics() if metrics is None else metrics
+    return task, dict(loss_func=loss, opt_func=opt_func, metrics=metrics, path=path, wd=wd)
+
+# %% ../../nbs/06a_train.learner.ipynb #e45f3542
+def _pretrained_weights(dls:DataLoaders, spec:ArchSpec|None, weights:str|Path|None)->dict:
+    "The pretrained state dict of `spec` (or the `weights` file), with `dls` normalised to match it."
+    if spec is None: raise WeightsError("pretrained weights need an architecture name; load them into your module yourself")
+    state_dict = pretrained_state_dict(spec, weights)
+    match_normalization(dls, spec)
+    return state_dict
+
+# %% ../../nbs/06a_train.learner.ipynb #99465c96
+def _build_learner(dls:DataLoaders, arch, spec:ArchSpec|None, n_out:int, state_dict:dict|None, pretrained:bool, dropout:float|None,
+                   whiten_images:int, seed:int|None, arch_kwargs:dict, common:dict)->Learner:
+    "The `Learner` of a ready module, a cvkit network, or a timm/torchvision body with fastai's head (frozen when pretrained)."
+    if spec is None: learn = Learner(dls, arch, **common)
+    elif spec.family == "cvkit":
+        if dropout is not None: arch_kwargs["dropout"] = dropout
+        if pretrained and "head" in inspect.signature(spec.builder).parameters: arch_kwargs.setdefault("head", "concat")
+        model = spec.build(n_out, state_dict, **arch_kwargs)
+        if state_dict is None and init_whitening(model, dls, whiten_images): reseed_dataloaders(dls, seed)   # reading batches moved the shuffling
+        learn = Learner(dls, model, splitter=lambda m: [params(g) for g in body_groups(m)], **common)
+        if pretrained: learn.freeze()
+    else:
+        try: model = spec.build(n_out, state_dict, **({} if dropout is None else {"ps": dropout}), **arch_kwargs)
+        except RuntimeError as e:
+            if state_dict is not None and "state_dict" in str(e):
+                raise WeightsError(f"the weights do not fit {spec.name}: {str(e).splitlines()[0]}") from e
+            raise
+        learn = Learner(dls, model, splitter=spec.splitter or _fastai_splitter(spec), **common)   # as fastai's vision_learner
+        if pretrained: learn.freeze()
+    return learn
+
+# %% ../../nbs/06a_train.learner.ipynb #268348d8
+def _add_learner_cbs(learn:Learner, keep_bn_stats:bool, precision:str, channels_last:bool, compile:bool|str|dict,
+                     save_best:bool|str, early_stopping:int|None, plain_logging:bool|None):
+    "Set `learn`'s precision and add the callbacks its options ask for, in `cv_learner`'s order."
+    if keep_bn_stats: learn.add_cb(KeepBatchNormStats())
+    apply_precision(learn, precision)
+    if channels_last: learn.add_cb(ChannelsLastBatches())
+    learn.add_cb(DeviceMetrics())
+    compile_model(learn, compile)
+    if save_best:
+        monitor = "valid_loss" if save_best is True else save_best
+        learn.add_cb(SaveBest(monitor=monitor))                  # in memory; restored after the fit (nothing unpickled)
+    if early_stopping: learn.add_cb(EarlyStopping(monitor="valid_loss", patience=early_stopping))
+    if plain_logging or (plain_logging is None and not _interactive()): use_plain_logging(learn)
+
+# %% ../../nbs/06a_train.learner.ipynb #d4af4c6b
 def cv_learner(
     dls:DataLoaders,                 # from `image_dataloaders`
     arch:str|ArchSpec|nn.Module="small_resnet", # a registered name (`list_archs()`), any torchvision or timm name, an `ArchSpec` or a ready nn.Module
@@ -239,49 +294,16 @@ def cv_learner(
     reseed_dataloaders(dls, seed)
     spec = None if isinstance(arch, nn.Module) else arch_spec(arch)
     n_out = len(dls.vocab)
-    if opt not in ("adam", "sgd"): raise ConfigError(f"opt must be adam or sgd, not {opt!r}")
-    opt_func = Adam if opt == "adam" else (lambda params, lr, **kw: SGD(params, lr, mom=0.9, **kw))
-    task = data_task(dls)
-    loss = task.loss(label_smoothing)
-    metrics = task.metrics() if metrics is None else metrics
-    common = dict(loss_func=loss, opt_func=opt_func, metrics=metrics, path=path, wd=wd)
+    task, common = _learner_kwargs(dls, opt, label_smoothing, metrics, path, wd)
     pretrained = pretrained or weights is not None
     if keep_bn_stats is None: keep_bn_stats = pretrained and spec is not None and not spec.small_images
     common["train_bn"] = not keep_bn_stats                      # frozen body: batch norms frozen too, no backward through it
-    state_dict = None
-    if pretrained:
-        if spec is None: raise WeightsError("pretrained weights need an architecture name; load them into your module yourself")
-        state_dict = pretrained_state_dict(spec, weights)
-        match_normalization(dls, spec)
-    if spec is None: learn = Learner(dls, arch, **common)
-    elif spec.family == "cvkit":
-        if dropout is not None: arch_kwargs["dropout"] = dropout
-        if pretrained and "head" in inspect.signature(spec.builder).parameters: arch_kwargs.setdefault("head", "concat")
-        model = spec.build(n_out, state_dict, **arch_kwargs)
-        if state_dict is None and init_whitening(model, dls, whiten_images): reseed_dataloaders(dls, seed)   # reading batches moved the shuffling
-        learn = Learner(dls, model, splitter=lambda m: [params(g) for g in body_groups(m)], **common)
-        if pretrained: learn.freeze()
-    else:
-        try: model = spec.build(n_out, state_dict, **({} if dropout is None else {"ps": dropout}), **arch_kwargs)
-        except RuntimeError as e:
-            if state_dict is not None and "state_dict" in str(e):
-                raise WeightsError(f"the weights do not fit {spec.name}: {str(e).splitlines()[0]}") from e
-            raise
-        learn = Learner(dls, model, splitter=spec.splitter or _fastai_splitter(spec), **common)   # as fastai's vision_learner
-        if pretrained: learn.freeze()
+    state_dict = _pretrained_weights(dls, spec, weights) if pretrained else None
+    learn = _build_learner(dls, arch, spec, n_out, state_dict, pretrained, dropout, whiten_images, seed, arch_kwargs, common)
     learn.arch_name, learn.arch_spec = (spec.name, spec) if spec is not None else (type(arch).__name__, None)
     learn.arch_kwargs = dict(arch_kwargs)
     learn.pretrained, learn.task = pretrained, task
-    if keep_bn_stats: learn.add_cb(KeepBatchNormStats())
-    apply_precision(learn, precision)
-    if channels_last: learn.add_cb(ChannelsLastBatches())
-    learn.add_cb(DeviceMetrics())
-    compile_model(learn, compile)
-    if save_best:
-        monitor = "valid_loss" if save_best is True else save_best
-        learn.add_cb(SaveBest(monitor=monitor))                  # in memory; restored after the fit (nothing unpickled)
-    if early_stopping: learn.add_cb(EarlyStopping(monitor="valid_loss", patience=early_stopping))
-    if plain_logging or (plain_logging is None and not _interactive()): use_plain_logging(learn)
+    _add_learner_cbs(learn, keep_bn_stats, precision, channels_last, compile, save_best, early_stopping, plain_logging)
     return learn
 
 # %% ../../nbs/06a_train.learner.ipynb #9aa2fc2a

@@ -18,6 +18,8 @@ from fastai.callback.schedule import ParamScheduler, LRFinder, valley, slide, mi
 from ..core import *
 from .learner import EpochLogger
 from .state import *
+from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['QUIET_EXCLUDES', 'SUGGESTION_RULES', 'RULE_NOTES', 'recommend_lr', 'LRFindResult', 'plot_lr_find', 'find_lr', 'LRRun',
@@ -181,6 +183,15 @@ def plot_lr_find(
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))     # beside the plot: never over the curve
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/06e_train.lr_find.ipynb #2d1ebfd3
+@patch
+def save(self:LRFindResult, out:str|Path, **extra)->Path:
+    "Write lr_find.json (`to_dict()` and `extra`) and lr_find.png (the curve, the recommendation marked) to the folder `out`."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    save_json(self.to_dict() | extra, out/"lr_find.json")
+    save_figure(self.plot(lr=self.recommended), out/"lr_find.png")
+    return out
 
 # %% ../../nbs/06e_train.lr_find.ipynb #bd2c949c
 def find_lr(

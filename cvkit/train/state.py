@@ -10,6 +10,7 @@ import torch
 from fastcore.foundation import L
 from fastai.learner import Learner
 from fastai.optimizer import Optimizer
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LearnerState', 'keep_learner_state']
@@ -73,32 +74,34 @@ class LearnerState:
         objs = list(learn.cbs) + ([rec.loss, rec.smooth_loss, *getattr(rec, "metrics", [])] if rec is not None else [])
         self.objs = [(o, _shallow(o.__dict__)) for o in objs if hasattr(o, "__dict__")]
 
-    def restore(self, learn:Learner)->Learner:
-        "Put `learn` back in the snapshot's state: weights, optimiser, RNGs, callbacks, recorder, attributes."
-        for k in [k for k in learn.__dict__ if k not in self.attrs]: del learn.__dict__[k]
-        attrs = _shallow(self.attrs)
-        attrs["cbs"] = self.attrs["cbs"]                     # the same list object, with the same callbacks
-        learn.__dict__.update(attrs)
-        learn.cbs[:] = self.cbs
-        for o, d in self.objs:
-            for k in [k for k in o.__dict__ if k not in d]: del o.__dict__[k]
-            o.__dict__.update(_shallow(d))
-        model = learn.model
-        _place(model, *self.placement)                       # the device and memory layout first: the weights are copied into them
-        model.load_state_dict(self.weights)
-        for m, training in self.modes: m.training = training
-        for p, req, g in self.grads: p.requires_grad_(req); p.grad = None if g is None else g.clone()
-        if self.opt is not None:
-            opt = learn.opt
-            if self.opt[0] == "fastai":
-                opt.state.clear(); opt.state.update({p: _clone(s) for p, s in self.opt[1].items()})
-                opt.hypers = _clone(self.opt[2])
-            else: opt.load_state_dict(copy.deepcopy(self.opt[1]))
-        py, npy, cpu, cuda = self.rng
-        random.setstate(py); np.random.set_state(npy); torch.set_rng_state(cpu)
-        if cuda is not None: torch.cuda.set_rng_state_all(cuda)
-        for dl, r in self.dl_rngs: dl.rng = _copy_random(r)
-        return learn
+# %% ../../nbs/06b_train.state.ipynb #7a0ce9b1
+@patch
+def restore(self:LearnerState, learn:Learner)->Learner:
+    "Put `learn` back in the snapshot's state: weights, optimiser, RNGs, callbacks, recorder, attributes."
+    for k in [k for k in learn.__dict__ if k not in self.attrs]: del learn.__dict__[k]
+    attrs = _shallow(self.attrs)
+    attrs["cbs"] = self.attrs["cbs"]                     # the same list object, with the same callbacks
+    learn.__dict__.update(attrs)
+    learn.cbs[:] = self.cbs
+    for o, d in self.objs:
+        for k in [k for k in o.__dict__ if k not in d]: del o.__dict__[k]
+        o.__dict__.update(_shallow(d))
+    model = learn.model
+    _place(model, *self.placement)                       # the device and memory layout first: the weights are copied into them
+    model.load_state_dict(self.weights)
+    for m, training in self.modes: m.training = training
+    for p, req, g in self.grads: p.requires_grad_(req); p.grad = None if g is None else g.clone()
+    if self.opt is not None:
+        opt = learn.opt
+        if self.opt[0] == "fastai":
+            opt.state.clear(); opt.state.update({p: _clone(s) for p, s in self.opt[1].items()})
+            opt.hypers = _clone(self.opt[2])
+        else: opt.load_state_dict(copy.deepcopy(self.opt[1]))
+    py, npy, cpu, cuda = self.rng
+    random.setstate(py); np.random.set_state(npy); torch.set_rng_state(cpu)
+    if cuda is not None: torch.cuda.set_rng_state_all(cuda)
+    for dl, r in self.dl_rngs: dl.rng = _copy_random(r)
+    return learn
 
 # %% ../../nbs/06b_train.state.ipynb #971e0064
 @contextlib.contextmanager
