@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 import pandas as pd
 from ..core import *
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['TRASH_FOLDER', 'check_class_name', 'CleaningPlan', 'CleaningReport', 'apply_cleaning', 'tree_snapshot',
@@ -39,46 +40,61 @@ class CleaningPlan:
     "Pending changes to a folder dataset: files to delete (move to the trash) or relabel (move to another class folder)."
     def __init__(self): self.changes:dict[str,tuple[str,str|None]] = {}   # absolute path -> ("delete", None) | ("relabel", class)
 
-    def delete(self, path:str|Path)->CleaningPlan:
-        "Mark `path` to be moved into the trash."
-        self.changes[_key(path)] = ("delete", None); return self
+# %% ../../nbs/08_audit.cleaner.ipynb #9ec8d2d9
+@patch
+def delete(self:CleaningPlan, path:str|Path)->CleaningPlan:
+    "Mark `path` to be moved into the trash."
+    self.changes[_key(path)] = ("delete", None); return self
 
-    def relabel(self, path:str|Path, new_class:str)->CleaningPlan:
-        "Mark `path` to be moved into the class folder `new_class` (created if needed)."
-        check_class_name(new_class)
-        if Path(path).parent.name == new_class:
-            raise ConfigError(f"{path} is already in class {new_class!r}; use plan.keep(path) to drop its mark")
-        self.changes[_key(path)] = ("relabel", new_class); return self
+@patch
+def relabel(self:CleaningPlan, path:str|Path, new_class:str)->CleaningPlan:
+    "Mark `path` to be moved into the class folder `new_class` (created if needed)."
+    check_class_name(new_class)
+    if Path(path).parent.name == new_class:
+        raise ConfigError(f"{path} is already in class {new_class!r}; use plan.keep(path) to drop its mark")
+    self.changes[_key(path)] = ("relabel", new_class); return self
 
-    def keep(self, path:str|Path)->CleaningPlan:
-        "Drop any mark on `path` (it stays where it is)."
-        self.changes.pop(_key(path), None); return self
+@patch
+def keep(self:CleaningPlan, path:str|Path)->CleaningPlan:
+    "Drop any mark on `path` (it stays where it is)."
+    self.changes.pop(_key(path), None); return self
 
-    def get(self, path:str|Path)->tuple[str,str|None]:
-        "The pending change for `path`: `('keep', None)`, `('delete', None)` or `('relabel', new_class)`."
-        return self.changes.get(_key(path), ("keep", None))
+@patch
+def get(self:CleaningPlan, path:str|Path)->tuple[str,str|None]:
+    "The pending change for `path`: `('keep', None)`, `('delete', None)` or `('relabel', new_class)`."
+    return self.changes.get(_key(path), ("keep", None))
 
-    def clear(self): self.changes.clear()
-    def __len__(self): return len(self.changes)
-    def __contains__(self, path): return _key(path) in self.changes
-    @property
-    def n_delete(self)->int: return sum(a == "delete" for a, _ in self.changes.values())
-    @property
-    def n_relabel(self)->int: return sum(a == "relabel" for a, _ in self.changes.values())
+@patch
+def clear(self:CleaningPlan): self.changes.clear()
 
-    def to_frame(self)->pd.DataFrame:
-        "One row per pending change: file, current class, action, new class."
-        rows = [{"file": p, "class": Path(p).parent.name, "action": a, "new class": c or ""}
-                for p, (a, c) in sorted(self.changes.items())]
-        return pd.DataFrame(rows, columns=["file", "class", "action", "new class"])
+# %% ../../nbs/08_audit.cleaner.ipynb #93550b8b
+@patch
+def __len__(self:CleaningPlan): return len(self.changes)
+@patch
+def __contains__(self:CleaningPlan, path): return _key(path) in self.changes
+@patch(as_prop=True)
+def n_delete(self:CleaningPlan)->int: return sum(a == "delete" for a, _ in self.changes.values())
+@patch(as_prop=True)
+def n_relabel(self:CleaningPlan)->int: return sum(a == "relabel" for a, _ in self.changes.values())
 
-    def summary(self)->str:
-        if not self.changes: return "CleaningPlan: no pending changes"
-        return f"CleaningPlan: {len(self)} pending changes ({self.n_delete} to delete, {self.n_relabel} to relabel)"
-    def __repr__(self):
-        return self.summary() + ("" if not self.changes else "\n" + self.to_frame().to_string(index=False))
-    def _repr_html_(self):
-        return f"<p>{html.escape(self.summary())}</p>" + ("" if not self.changes else self.to_frame().to_html(index=False))
+@patch
+def to_frame(self:CleaningPlan)->pd.DataFrame:
+    "One row per pending change: file, current class, action, new class."
+    rows = [{"file": p, "class": Path(p).parent.name, "action": a, "new class": c or ""}
+            for p, (a, c) in sorted(self.changes.items())]
+    return pd.DataFrame(rows, columns=["file", "class", "action", "new class"])
+
+# %% ../../nbs/08_audit.cleaner.ipynb #db3a9b24
+@patch
+def summary(self:CleaningPlan)->str:
+    if not self.changes: return "CleaningPlan: no pending changes"
+    return f"CleaningPlan: {len(self)} pending changes ({self.n_delete} to delete, {self.n_relabel} to relabel)"
+@patch
+def __repr__(self:CleaningPlan):
+    return self.summary() + ("" if not self.changes else "\n" + self.to_frame().to_string(index=False))
+@patch
+def _repr_html_(self:CleaningPlan):
+    return f"<p>{html.escape(self.summary())}</p>" + ("" if not self.changes else self.to_frame().to_html(index=False))
 
 # %% ../../nbs/08_audit.cleaner.ipynb #6be09b9d
 def _sha256(path:Path)->str:
@@ -119,48 +135,55 @@ class CleaningReport:
     removed_dirs:list[str] = field(default_factory=list)   # class folders emptied by the cleaning
     trash:str|None = None             # the trash folder of this cleaning, relative to root
 
-    @property
-    def dry_run(self)->bool: return self.status == "dry run"
-    @property
-    def n_deleted(self)->int: return sum(m["action"] == "delete" for m in self.moves)
-    @property
-    def n_relabelled(self)->int: return sum(m["action"] == "relabel" for m in self.moves)
-    @property
-    def n_renamed(self)->int: return sum(bool(m["renamed"]) for m in self.moves)
-    @property
-    def new_classes(self)->list[str]:
-        "Class folders the cleaning creates (or created)."
-        return [d for d in self.created_dirs if not d.startswith(TRASH_FOLDER)]
+# %% ../../nbs/08_audit.cleaner.ipynb #ac809266
+@patch(as_prop=True)
+def dry_run(self:CleaningReport)->bool: return self.status == "dry run"
+@patch(as_prop=True)
+def n_deleted(self:CleaningReport)->int: return sum(m["action"] == "delete" for m in self.moves)
+@patch(as_prop=True)
+def n_relabelled(self:CleaningReport)->int: return sum(m["action"] == "relabel" for m in self.moves)
+@patch(as_prop=True)
+def n_renamed(self:CleaningReport)->int: return sum(bool(m["renamed"]) for m in self.moves)
+@patch(as_prop=True)
+def new_classes(self:CleaningReport)->list[str]:
+    "Class folders the cleaning creates (or created)."
+    return [d for d in self.created_dirs if not d.startswith(TRASH_FOLDER)]
 
-    def to_frame(self)->pd.DataFrame:
-        "One row per move."
-        cols = ["action", "from", "to", "size", "sha256", "renamed"]
-        return pd.DataFrame([{k: m[k] for k in cols} for m in self.moves], columns=cols)
+@patch
+def to_frame(self:CleaningReport)->pd.DataFrame:
+    "One row per move."
+    cols = ["action", "from", "to", "size", "sha256", "renamed"]
+    return pd.DataFrame([{k: m[k] for k in cols} for m in self.moves], columns=cols)
 
-    def summary(self)->str:
-        if self.status == "nothing to do": return f"Nothing to do in {self.root}: the plan has no changes."
-        n, renamed = len(self.moves), f", {self.n_renamed} renamed to avoid a name clash" if self.n_renamed else ""
-        files = f"{n} file{'s' if n != 1 else ''}"
-        new, emptied = ", ".join(self.new_classes), ", ".join(self.removed_dirs)
-        if self.status == "undone":
-            s = (f"Undone in {self.root}: moved {files} back ({self.n_deleted} from the trash, "
-                 f"{self.n_relabelled} to their old class)")
-            if emptied: s += f"; recreated class folders: {emptied}"
-            if new: s += f"; removed the new class folders it could: {new}"
-            return s + f". Log marked undone: {self.log_file}"
-        move, create, remove = ("would move", "would create", "would remove") if self.dry_run else ("moved", "created", "removed")
-        s = (f"{self.status.capitalize()} in {self.root}: {move} {files} ({self.n_deleted} into the trash "
-             f"{self.trash}, {self.n_relabelled} to another class{renamed})")
-        if new: s += f"; {create} class folders: {new}"
-        if emptied: s += f"; {remove} emptied class folders: {emptied}"
-        if self.dry_run: return s + ". Nothing was changed; apply with dry_run=False."
-        return s + f". Log: {self.log_file} (undo_cleaning puts everything back)"
+# %% ../../nbs/08_audit.cleaner.ipynb #c22ec19a
+@patch
+def summary(self:CleaningReport)->str:
+    if self.status == "nothing to do": return f"Nothing to do in {self.root}: the plan has no changes."
+    n, renamed = len(self.moves), f", {self.n_renamed} renamed to avoid a name clash" if self.n_renamed else ""
+    files = f"{n} file{'s' if n != 1 else ''}"
+    new, emptied = ", ".join(self.new_classes), ", ".join(self.removed_dirs)
+    if self.status == "undone":
+        s = (f"Undone in {self.root}: moved {files} back ({self.n_deleted} from the trash, "
+             f"{self.n_relabelled} to their old class)")
+        if emptied: s += f"; recreated class folders: {emptied}"
+        if new: s += f"; removed the new class folders it could: {new}"
+        return s + f". Log marked undone: {self.log_file}"
+    move, create, remove = ("would move", "would create", "would remove") if self.dry_run else ("moved", "created", "removed")
+    s = (f"{self.status.capitalize()} in {self.root}: {move} {files} ({self.n_deleted} into the trash "
+         f"{self.trash}, {self.n_relabelled} to another class{renamed})")
+    if new: s += f"; {create} class folders: {new}"
+    if emptied: s += f"; {remove} emptied class folders: {emptied}"
+    if self.dry_run: return s + ". Nothing was changed; apply with dry_run=False."
+    return s + f". Log: {self.log_file} (undo_cleaning puts everything back)"
 
-    def __repr__(self):
-        return self.summary() + ("\n" + self.to_frame().drop(columns="sha256").to_string(index=False) if self.moves else "")
-    def _repr_html_(self):
-        df = self.to_frame().assign(sha256=lambda d: d["sha256"].str[:12] + "…")
-        return f"<p>{html.escape(self.summary())}</p>" + (df.to_html(index=False) if self.moves else "")
+# %% ../../nbs/08_audit.cleaner.ipynb #7e93cd88
+@patch
+def __repr__(self:CleaningReport):
+    return self.summary() + ("\n" + self.to_frame().drop(columns="sha256").to_string(index=False) if self.moves else "")
+@patch
+def _repr_html_(self:CleaningReport):
+    df = self.to_frame().assign(sha256=lambda d: d["sha256"].str[:12] + "…")
+    return f"<p>{html.escape(self.summary())}</p>" + (df.to_html(index=False) if self.moves else "")
 
 # %% ../../nbs/08_audit.cleaner.ipynb #9949a6cb
 def _plan_moves(plan:CleaningPlan, root:Path, trash:Path)->list[dict]:
@@ -210,6 +233,16 @@ def _dirs_emptied(moves:list[dict], root:Path)->list[str]:
     arriving = {(root/m["to"]).parent for m in moves}
     return [_rel(d, root) for d, names in sorted(leaving.items()) if d not in arriving and set(os.listdir(d)) <= names]
 
+# %% ../../nbs/08_audit.cleaner.ipynb #ebe5df69
+def _move_files(root:Path, moves:list[dict], created:list[str], emptied:list[str], record:dict):
+    "Create the new folders, move every file (marking each move done), then remove the emptied class folders (noted in `record`)."
+    for d in created: (root/d).mkdir(exist_ok=True)
+    for m in moves:
+        src, dest = root/m["from"], root/m["to"]
+        if os.path.lexists(dest): raise DataError(f"{dest} appeared while cleaning; it was not overwritten")
+        shutil.move(str(src), str(dest)); m["done"] = True
+    for d in emptied: (root/d).rmdir(); record["removed_dirs"].append(d)
+
 # %% ../../nbs/08_audit.cleaner.ipynb #d5eed3b2
 def apply_cleaning(
     plan:CleaningPlan,               # the changes to make
@@ -236,12 +269,7 @@ def apply_cleaning(
               "created_dirs": created, "removed_dirs": [], "undone_at": None}
     save_json(record, log_file)                        # written first: an interrupted run can still be undone
     try:
-        for d in created: (root/d).mkdir(exist_ok=True)
-        for m in moves:
-            src, dest = root/m["from"], root/m["to"]
-            if os.path.lexists(dest): raise DataError(f"{dest} appeared while cleaning; it was not overwritten")
-            shutil.move(str(src), str(dest)); m["done"] = True
-        for d in emptied: (root/d).rmdir(); record["removed_dirs"].append(d)
+        _move_files(root, moves, created, emptied, record)
         record["status"] = "applied"
     except Exception as e:
         record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"

@@ -14,6 +14,7 @@ from PIL import Image
 from ..core import *
 from ..datasets import SHAPES, digits, shapes, draw_shape
 from .transforms import Augmentation, PRESETS, POLICIES, PAD_MODES, augment_images, training_images, _is_dataloaders, _image_tensor, _default_size
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['augmentation_grid', 'source_code', 'augmentation_code', 'AugmentExplorer']
@@ -156,51 +157,61 @@ class AugmentExplorer(widgets.VBox):
         self.new_sample.on_click(self._on_new_sample)
         self.refresh()
 
-    @property
-    def settings(self)->Augmentation:
-        "The settings the widgets show."
-        vals = {k: getattr(self, k).value for k in self.setting_names}
-        return Augmentation(**{**vals, "policy": None if vals["policy"] == "none" else vals["policy"]})
+# %% ../../nbs/03b_augment.explorer.ipynb #a1024a2d
+@patch(as_prop=True)
+def settings(self:AugmentExplorer)->Augmentation:
+    "The settings the widgets show."
+    vals = {k: getattr(self, k).value for k in self.setting_names}
+    return Augmentation(**{**vals, "policy": None if vals["policy"] == "none" else vals["policy"]})
 
-    @contextlib.contextmanager
-    def _quietly(self):
-        "Change controls without their handlers reacting as if the user had."
-        self._busy = True
-        try: yield
-        finally: self._busy = False
+@patch
+@contextlib.contextmanager
+def _quietly(self:AugmentExplorer):
+    "Change controls without their handlers reacting as if the user had."
+    self._busy = True
+    try: yield
+    finally: self._busy = False
 
-    def _apply_preset(self, name:str):
-        if name == "custom": return
-        a = _preset_for(name, self.allow_flip)
-        with self._quietly():
-            for k in self.setting_names: getattr(self, k).value = getattr(a, k) if k != "policy" else (a.policy or "none")
+@patch
+def _apply_preset(self:AugmentExplorer, name:str):
+    if name == "custom": return
+    a = _preset_for(name, self.allow_flip)
+    with self._quietly():
+        for k in self.setting_names: getattr(self, k).value = getattr(a, k) if k != "policy" else (a.policy or "none")
 
-    def _on_preset(self, change):
-        if not self._busy: self._apply_preset(change["new"]); self.refresh()
+# %% ../../nbs/03b_augment.explorer.ipynb #2a9680eb
+@patch
+def _on_preset(self:AugmentExplorer, change):
+    if not self._busy: self._apply_preset(change["new"]); self.refresh()
 
-    def _on_setting(self, change):
-        if self._busy: return
-        with self._quietly(): self.preset.value = next((p for p in PRESETS if _preset_for(p, self.allow_flip) == self.settings), "custom")
-        self.refresh()
+@patch
+def _on_setting(self:AugmentExplorer, change):
+    if self._busy: return
+    with self._quietly(): self.preset.value = next((p for p in PRESETS if _preset_for(p, self.allow_flip) == self.settings), "custom")
+    self.refresh()
 
-    def _on_new_sample(self, _=None):
-        self.draw += 1
-        if _is_dataloaders(self.source):
-            self.images, self.labels, self.single = _explorer_images(self.source, self.n, self.seed + 1000*self.draw)
-        self.refresh()
+@patch
+def _on_new_sample(self:AugmentExplorer, _=None):
+    self.draw += 1
+    if _is_dataloaders(self.source):
+        self.images, self.labels, self.single = _explorer_images(self.source, self.n, self.seed + 1000*self.draw)
+    self.refresh()
 
-    def code_text(self)->str:
-        "Python code that builds a DataLoaders with these settings."
-        return augmentation_code(self.settings, self.images.shape[-1], self.source_code, flip=self.allow_flip)
+# %% ../../nbs/03b_augment.explorer.ipynb #78de21ac
+@patch
+def code_text(self:AugmentExplorer)->str:
+    "Python code that builds a DataLoaders with these settings."
+    return augmentation_code(self.settings, self.images.shape[-1], self.source_code, flip=self.allow_flip)
 
-    def refresh(self):
-        "Re-augment the images with the current settings; update the preview and the code."
-        t = time.perf_counter()
-        out = augment_images(self.images, self.settings, seed=self.seed + 1000*self.draw + 1)
-        png = _preview_png(self.images, out, self.single)
-        self.preview.width, self.preview.value = str(Image.open(io.BytesIO(png)).width), png
-        self.code.value = self.code_text()
-        self.render_seconds = time.perf_counter() - t
-        what = "one image" if self.single else "training images" if self.labels else "images"
-        self.status.value = (f"top: {what}; below: augmented ({len(out)} at {self.images.shape[-1]} px, "
-                             f"drawn in {self.render_seconds*1000:.0f} ms)")
+@patch
+def refresh(self:AugmentExplorer):
+    "Re-augment the images with the current settings; update the preview and the code."
+    t = time.perf_counter()
+    out = augment_images(self.images, self.settings, seed=self.seed + 1000*self.draw + 1)
+    png = _preview_png(self.images, out, self.single)
+    self.preview.width, self.preview.value = str(Image.open(io.BytesIO(png)).width), png
+    self.code.value = self.code_text()
+    self.render_seconds = time.perf_counter() - t
+    what = "one image" if self.single else "training images" if self.labels else "images"
+    self.status.value = (f"top: {what}; below: augmented ({len(out)} at {self.images.shape[-1]} px, "
+                         f"drawn in {self.render_seconds*1000:.0f} ms)")

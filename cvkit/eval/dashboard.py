@@ -16,6 +16,7 @@ from .interpret import evaluate
 from .core import item_image
 from .gradcam import grad_cam, overlay_heatmap
 from ..metrics import plot_reliability
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['cell_colour', 'MetricsTab', 'ConfusionTab', 'TopLossesTab', 'InterpretationDashboard']
@@ -78,51 +79,57 @@ class ConfusionTab(widgets.VBox):
         self.cell_box = tag(widgets.Box(layout=widgets.Layout(display="flex", flex_flow="row wrap")), "cvkit-cm-images")
         super().__init__([self._grid(), self.cell_caption, self.cell_box])
 
-    def _grid(self)->widgets.GridBox:
-        ev, n = self.ev, len(self.ev.classes)
-        cm = ev.confusion_matrix()
-        frac = cm/cm.sum(1, keepdims=True).clip(min=1)
-        off = frac[~np.eye(n, dtype=bool)]
-        vmax_off = off.max() if off.size and off.max() > 0 else 1.0
-        self.cm_buttons = [[self._button(i, j, cm[i, j], *cell_colour(frac[i, j], i == j, 1.0 if i == j else vmax_off))
-                            for j in range(n)] for i in range(n)]
-        cells = [_grid_label("true ↓  predicted →"), *map(_grid_label, ev.classes)]
-        for c, row in zip(ev.classes, self.cm_buttons): cells += [_grid_label(c), *row]
-        side = max(40, min(64, 600//max(n, 1)))
-        return tag(widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=f"120px repeat({n}, {side}px)",
-                                                                grid_gap="2px")), "cvkit-cm-grid")
+# %% ../../nbs/07d_eval.dashboard.ipynb #88975d5b
+@patch
+def _grid(self:ConfusionTab)->widgets.GridBox:
+    ev, n = self.ev, len(self.ev.classes)
+    cm = ev.confusion_matrix()
+    frac = cm/cm.sum(1, keepdims=True).clip(min=1)
+    off = frac[~np.eye(n, dtype=bool)]
+    vmax_off = off.max() if off.size and off.max() > 0 else 1.0
+    self.cm_buttons = [[self._button(i, j, cm[i, j], *cell_colour(frac[i, j], i == j, 1.0 if i == j else vmax_off))
+                        for j in range(n)] for i in range(n)]
+    cells = [_grid_label("true ↓  predicted →"), *map(_grid_label, ev.classes)]
+    for c, row in zip(ev.classes, self.cm_buttons): cells += [_grid_label(c), *row]
+    side = max(40, min(64, 600//max(n, 1)))
+    return tag(widgets.GridBox(cells, layout=widgets.Layout(grid_template_columns=f"120px repeat({n}, {side}px)",
+                                                            grid_gap="2px")), "cvkit-cm-grid")
 
-    def _button(self, i:int, j:int, count:int, bg:str, fg:str)->widgets.Button:
-        a, b = self.ev.classes[i], self.ev.classes[j]
-        btn = tag(widgets.Button(description=str(count), tooltip=f"true {a} → predicted {b}",
-                                 layout=widgets.Layout(width="auto", height="30px", padding="0", margin="0")), "cvkit-cm-cell")
-        btn.style.button_color, btn.style.text_color = bg, fg
-        btn.on_click(lambda _: self.show_cell(i, j))
-        return btn
+@patch
+def _button(self:ConfusionTab, i:int, j:int, count:int, bg:str, fg:str)->widgets.Button:
+    a, b = self.ev.classes[i], self.ev.classes[j]
+    btn = tag(widgets.Button(description=str(count), tooltip=f"true {a} → predicted {b}",
+                             layout=widgets.Layout(width="auto", height="30px", padding="0", margin="0")), "cvkit-cm-cell")
+    btn.style.button_color, btn.style.text_color = bg, fg
+    btn.on_click(lambda _: self.show_cell(i, j))
+    return btn
 
-    def show_cell(self, true, pred):
-        "Show the images of one cell (class names or indices), highest loss first."
-        ev = self.ev
-        idx = images_for_cell(ev, true, pred)
-        a, b = ev.classes[_class_index(ev.classes, true)], ev.classes[_class_index(ev.classes, pred)]
-        shown = idx[:self.max_images]
-        self.cell_box.children = [self._thumbnail(int(k)) for k in shown]
-        what = "right" if a == b else "mistakes"
-        note = f" (showing {len(shown)} of {len(idx)}, highest loss first)" if len(idx) > len(shown) else (", highest loss first" if len(idx) > 1 else "")
-        self.cell_caption.value = (f"<b>true {html.escape(str(a))} → predicted {html.escape(str(b))}</b>: "
-                                   f"{len(idx)} image{'s' if len(idx) != 1 else ''} ({what}){note}")
+# %% ../../nbs/07d_eval.dashboard.ipynb #d029c393
+@patch
+def show_cell(self:ConfusionTab, true, pred):
+    "Show the images of one cell (class names or indices), highest loss first."
+    ev = self.ev
+    idx = images_for_cell(ev, true, pred)
+    a, b = ev.classes[_class_index(ev.classes, true)], ev.classes[_class_index(ev.classes, pred)]
+    shown = idx[:self.max_images]
+    self.cell_box.children = [self._thumbnail(int(k)) for k in shown]
+    what = "right" if a == b else "mistakes"
+    note = f" (showing {len(shown)} of {len(idx)}, highest loss first)" if len(idx) > len(shown) else (", highest loss first" if len(idx) > 1 else "")
+    self.cell_caption.value = (f"<b>true {html.escape(str(a))} → predicted {html.escape(str(b))}</b>: "
+                               f"{len(idx)} image{'s' if len(idx) != 1 else ''} ({what}){note}")
 
-    def _thumbnail(self, k:int)->widgets.VBox:
-        ev = self.ev
-        im = tag(widgets.Image(value=image_png(item_image(ev, k), 96), format="png",
-                               layout=widgets.Layout(width="96px", height="96px")), "cvkit-cm-image")
-        cap = widgets.HTML(small_html(f"p={ev.probs[k, ev.preds[k]]:.2f} · loss {ev.losses[k]:.2f}", 10, text_align="center"))
-        return widgets.VBox([im, cap], layout=widgets.Layout(margin="2px", align_items="center"))
+@patch
+def _thumbnail(self:ConfusionTab, k:int)->widgets.VBox:
+    ev = self.ev
+    im = tag(widgets.Image(value=image_png(item_image(ev, k), 96), format="png",
+                           layout=widgets.Layout(width="96px", height="96px")), "cvkit-cm-image")
+    cap = widgets.HTML(small_html(f"p={ev.probs[k, ev.preds[k]]:.2f} · loss {ev.losses[k]:.2f}", 10, text_align="center"))
+    return widgets.VBox([im, cap], layout=widgets.Layout(margin="2px", align_items="center"))
 
-    @property
-    def cell_images(self)->list:
-        "The `Image` widgets the tab shows now."
-        return [c.children[0] for c in self.cell_box.children]
+@patch(as_prop=True)
+def cell_images(self:ConfusionTab)->list:
+    "The `Image` widgets the tab shows now."
+    return [c.children[0] for c in self.cell_box.children]
 
 # %% ../../nbs/07d_eval.dashboard.ipynb #94c98360
 class TopLossesTab(widgets.VBox):
@@ -155,27 +162,31 @@ class TopLossesTab(widgets.VBox):
                           widgets.HBox([self.gradcam_toggle, self.gradcam_target]), self.top_image, self.top_caption])
         self.add_class("cvkit-top-losses")
 
-    def _step(self, d:int): self.slider.value = int(np.clip(self.slider.value + d, 1, self.slider.max))
+# %% ../../nbs/07d_eval.dashboard.ipynb #1f993a90
+@patch
+def _step(self:TopLossesTab, d:int): self.slider.value = int(np.clip(self.slider.value + d, 1, self.slider.max))
 
-    def _cam(self, i:int, target:int)->np.ndarray:
-        if (i, target) not in self._cams: self._cams[(i, target)] = grad_cam(self.ev, i, target=target)
-        return self._cams[(i, target)]
+@patch
+def _cam(self:TopLossesTab, i:int, target:int)->np.ndarray:
+    if (i, target) not in self._cams: self._cams[(i, target)] = grad_cam(self.ev, i, target=target)
+    return self._cams[(i, target)]
 
-    def _render(self):
-        ev, rank = self.ev, self.slider.value
-        i = int(self.order[rank - 1]); t, p = int(ev.targets[i]), int(ev.preds[i])
-        img, note = item_image(ev, i), ""
-        if self.gradcam_toggle.value:
-            target = p if self.gradcam_target.value == "predicted" else t
-            try:
-                img = overlay_heatmap(img, self._cam(i, target))
-                note = f" · Grad-CAM: evidence for <b>{html.escape(ev.classes[target])}</b>"
-            except CvkitError as e: note = f" · Grad-CAM failed: {html.escape(str(e))}"
-        self.top_image.value = image_png(img, self.image_side)
-        self.prev_button.disabled, self.next_button.disabled = rank <= 1, rank >= self.slider.max
-        self.top_caption.value = (f"rank {rank} of {self.slider.max} (item {i}): true <b>{html.escape(ev.classes[t])}</b>, "
-                                  f"predicted <b>{html.escape(ev.classes[p])}</b> (probability {ev.probs[i, p]:.2f}; "
-                                  f"true class {ev.probs[i, t]:.2f}) · loss {ev.losses[i]:.2f}{note}")
+@patch
+def _render(self:TopLossesTab):
+    ev, rank = self.ev, self.slider.value
+    i = int(self.order[rank - 1]); t, p = int(ev.targets[i]), int(ev.preds[i])
+    img, note = item_image(ev, i), ""
+    if self.gradcam_toggle.value:
+        target = p if self.gradcam_target.value == "predicted" else t
+        try:
+            img = overlay_heatmap(img, self._cam(i, target))
+            note = f" · Grad-CAM: evidence for <b>{html.escape(ev.classes[target])}</b>"
+        except CvkitError as e: note = f" · Grad-CAM failed: {html.escape(str(e))}"
+    self.top_image.value = image_png(img, self.image_side)
+    self.prev_button.disabled, self.next_button.disabled = rank <= 1, rank >= self.slider.max
+    self.top_caption.value = (f"rank {rank} of {self.slider.max} (item {i}): true <b>{html.escape(ev.classes[t])}</b>, "
+                              f"predicted <b>{html.escape(ev.classes[p])}</b> (probability {ev.probs[i, p]:.2f}; "
+                              f"true class {ev.probs[i, t]:.2f}) · loss {ev.losses[i]:.2f}{note}")
 
 # %% ../../nbs/07d_eval.dashboard.ipynb #8d6093c1
 class InterpretationDashboard(widgets.VBox):

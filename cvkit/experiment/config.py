@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from ..core import *
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MIN_STEPS', 'MAX_EPOCHS', 'MAX_STEPS', 'MIN_BATCHES', 'MIN_BATCH_SIZE', 'EPOCHS', 'DIGITS_EPOCHS', 'BATCH_SIZE',
@@ -57,23 +58,30 @@ class TrainConfig:
     checkpoints:int = 2                # with `out`: keep this many checkpoints in `out`/checkpoints, one per epoch (0: none); `resume` continues from them
     deterministic:bool = False         # deterministic algorithms only: bit-identical reruns and resumes on a GPU too (slower there)
     out:str|Path|None = None           # folder for the model, metrics and plots (None: write nothing)
-    def csv_kwargs(self)->dict:
-        return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
-    def problems(self)->list[tuple[str, str]]:
-        "Each field whose value cannot work, with what is wrong: the one copy of these rules (the command line asks it too)."
-        bad = [(n, f"must be at least 1, not {getattr(self, n)}") for n in ("epochs", "bs") if getattr(self, n) is not None and getattr(self, n) < 1]
-        bad += [("size", f"must be at least {MIN_IMAGE_SIZE} (pixels), not {self.size}")] if self.size is not None and self.size < MIN_IMAGE_SIZE else []
-        bad += [("valid_pct", f"must be between 0 and 1, not {self.valid_pct}")] if not 0 < self.valid_pct < 1 else []
-        bad += [(n, f"must be positive, not {getattr(self, n)}") for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
-        bad += [("wd", f"must be 0 or more, not {self.wd}")] if self.wd is not None and self.wd < 0 else []
-        bad += [("checkpoints", f"must be 0 or more, not {self.checkpoints}")] if self.checkpoints < 0 else []
-        bad += [("label_smoothing", f"must be at least 0 and below 1, not {self.label_smoothing}")] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
-        bad += [("threshold", f"must be auto or a number between 0 and 1, not {self.threshold!r}")] if self.threshold != "auto" and not (
-               isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
-        return bad
-    def check(self):
-        "Raise `ConfigError` for values that cannot work, before any data is read."
-        if bad := self.problems(): raise ConfigError("; ".join(f"{field} {what}" for field, what in bad))
+
+# %% ../../nbs/10_experiment.config.ipynb #801d6af6
+@patch
+def csv_kwargs(self:TrainConfig)->dict:
+    return {k: getattr(self, k) for k in ("fn_col", "label_col", "valid_col") if getattr(self, k) is not None} | {"label_delim": self.label_delim}
+
+# %% ../../nbs/10_experiment.config.ipynb #58d203cc
+@patch
+def problems(self:TrainConfig)->list[tuple[str, str]]:
+    "Each field whose value cannot work, with what is wrong: the one copy of these rules (the command line asks it too)."
+    bad = [(n, f"must be at least 1, not {getattr(self, n)}") for n in ("epochs", "bs") if getattr(self, n) is not None and getattr(self, n) < 1]
+    bad += [("size", f"must be at least {MIN_IMAGE_SIZE} (pixels), not {self.size}")] if self.size is not None and self.size < MIN_IMAGE_SIZE else []
+    bad += [("valid_pct", f"must be between 0 and 1, not {self.valid_pct}")] if not 0 < self.valid_pct < 1 else []
+    bad += [(n, f"must be positive, not {getattr(self, n)}") for n in ("lr", "lr_mult") if getattr(self, n) is not None and getattr(self, n) <= 0]
+    bad += [("wd", f"must be 0 or more, not {self.wd}")] if self.wd is not None and self.wd < 0 else []
+    bad += [("checkpoints", f"must be 0 or more, not {self.checkpoints}")] if self.checkpoints < 0 else []
+    bad += [("label_smoothing", f"must be at least 0 and below 1, not {self.label_smoothing}")] if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1 else []
+    bad += [("threshold", f"must be auto or a number between 0 and 1, not {self.threshold!r}")] if self.threshold != "auto" and not (
+           isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1) else []
+    return bad
+@patch
+def check(self:TrainConfig):
+    "Raise `ConfigError` for values that cannot work, before any data is read."
+    if bad := self.problems(): raise ConfigError("; ".join(f"{field} {what}" for field, what in bad))
 
 # %% ../../nbs/10_experiment.config.ipynb #e743aa3b
 def read_config_items(config:TrainConfig):

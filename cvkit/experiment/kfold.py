@@ -159,6 +159,22 @@ def plot(self:CVResult):
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/10c_experiment.kfold.ipynb #292d3c50
+def _add_oof(r, f, index:dict, classes:list, probs_sum:np.ndarray, seen:np.ndarray, fold_of:np.ndarray):
+    "Add fold `f`'s validation probabilities (from its `TrainResult` `r`) to the out-of-fold sums; note each image's fold in the first repeat."
+    spec = r.learn.dls.spec
+    pos = [index[str(spec.items.files[i])] for i in spec.valid_idx]
+    cols = [classes.index(c) for c in r.evaluation.classes]
+    probs_sum[np.ix_(pos, cols)] += r.evaluation.probs; seen[pos] += 1
+    if f.repeat == 0: fold_of[pos] = f.fold
+
+# %% ../../nbs/10c_experiment.kfold.ipynb #c76d6d41
+def _fold_row(r, f)->dict:
+    "The row of fold `f` in the folds table: repeat, fold, sizes, metrics, epochs and seconds of its `TrainResult` `r`."
+    spec = r.learn.dls.spec
+    return ({"repeat": f.repeat, "fold": f.fold, "n_train": spec.n_train, "n_valid": spec.n_valid}
+            | _fold_metrics(r.metrics) | {"epochs_trained": r.metrics["epochs_trained"], "train_seconds": r.metrics["train_seconds"]})
+
 # %% ../../nbs/10c_experiment.kfold.ipynb #29df0569
 def cross_validate(
     config:TrainConfig|None=None,      # what to train on each fold (None: the defaults on the built-in digits)
@@ -187,13 +203,8 @@ def cross_validate(
         log.info(f"fold {f.fold + 1}/{k}" + (f" of repeat {f.repeat + 1}/{repeats}" if repeats > 1 else "") +
                  f": training on {len(f.train_idx)} images, validating on {len(f.valid_idx)}")
         r = train(config, items=items, valid_idx=f.valid_idx)
-        spec = r.learn.dls.spec
-        pos = [index[str(spec.items.files[i])] for i in spec.valid_idx]
-        cols = [classes.index(c) for c in r.evaluation.classes]
-        probs_sum[np.ix_(pos, cols)] += r.evaluation.probs; seen[pos] += 1
-        if f.repeat == 0: fold_of[pos] = f.fold
-        rows.append({"repeat": f.repeat, "fold": f.fold, "n_train": spec.n_train, "n_valid": spec.n_valid}
-                    | _fold_metrics(r.metrics) | {"epochs_trained": r.metrics["epochs_trained"], "train_seconds": r.metrics["train_seconds"]})
+        _add_oof(r, f, index, classes, probs_sum, seen, fold_of)
+        rows.append(_fold_row(r, f))
         histories.append(r.history)
     with np.errstate(invalid="ignore"): oof = probs_sum/seen[:, None]
     oof[seen == 0] = np.nan

@@ -18,6 +18,7 @@ from ..data.loaders import image_dataloaders, TensorImageDataset
 from ..train.learner import cv_learner, whitening_images
 from ..models.architectures import PatchWhitening, ShiftNorm
 from ..eval.interpret import evaluate
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SpeedRecipe', 'speed_dataloaders', 'speed_param_groups', 'speed_learner', 'speed_schedule', 'FixWhiteningBias',
@@ -48,24 +49,25 @@ class SpeedRecipe:
     precision:str="auto"          # "auto" (bf16/fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
     compile:bool=False            # `torch.compile` the network (compile time is reported separately)
 
-    @property
-    def peak_lr(self)->float: return self.lr*self.bs/1024
-    @property
-    def peak_lrs(self)->np.ndarray: return np.array([self.peak_lr*self.bias_lr_mult, self.peak_lr])  # per group: shifts, rest
-    @property
-    def wds(self)->list: return [self.wd/self.bias_lr_mult, self.wd]
-    @property
-    def bias_lr(self)->float:
-        "Deprecated: the old name of `bias_lr_mult` (a multiplier, not a rate)."
-        warnings.warn("SpeedRecipe.bias_lr is now bias_lr_mult (a multiplier of the rate, not a rate)", DeprecationWarning, stacklevel=2)
-        return self.bias_lr_mult
-
     def __post_init__(self):
         if self.bs < 1 or self.epochs < 1: raise ConfigError("SpeedRecipe needs bs >= 1 and epochs >= 1")
         if not 0 <= self.warmup < 1: raise ConfigError(f"warmup is a fraction of training in [0, 1), not {self.warmup}")
         if self.ema is not None and not 0 < self.ema < 1: raise ConfigError(f"ema is a decay in (0, 1), not {self.ema}")
         if self.bias_lr_mult <= 0: raise ConfigError(f"bias_lr_mult is a positive multiplier, not {self.bias_lr_mult}")
         self.widths = tuple(self.widths)
+
+# %% ../../nbs/10g_experiment.recipes.ipynb #ffe1c939
+@patch(as_prop=True)
+def peak_lr(self:SpeedRecipe)->float: return self.lr*self.bs/1024
+@patch(as_prop=True)
+def peak_lrs(self:SpeedRecipe)->np.ndarray: return np.array([self.peak_lr*self.bias_lr_mult, self.peak_lr])  # per group: shifts, rest
+@patch(as_prop=True)
+def wds(self:SpeedRecipe)->list: return [self.wd/self.bias_lr_mult, self.wd]
+@patch(as_prop=True)
+def bias_lr(self:SpeedRecipe)->float:
+    "Deprecated: the old name of `bias_lr_mult` (a multiplier, not a rate)."
+    warnings.warn("SpeedRecipe.bias_lr is now bias_lr_mult (a multiplier of the rate, not a rate)", DeprecationWarning, stacklevel=2)
+    return self.bias_lr_mult
 
 # %% ../../nbs/10g_experiment.recipes.ipynb #2e256735
 def speed_dataloaders(

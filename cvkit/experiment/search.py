@@ -251,6 +251,44 @@ def _objective(config:TrainConfig, items, space:dict, metric:str, valid_idx):
         return score
     return objective
 
+# %% ../../nbs/10d_experiment.search.ipynb #c56c150c
+def _check_space(space:dict):
+    "Raise `ConfigError` when `space` holds a field that `tune` cannot search."
+    bad = [k for k in space if k not in {f.name for f in TrainConfig.__dataclass_fields__.values()} or k in ("data", "out")]
+    if bad: raise ConfigError(f"search space: {', '.join(bad)} cannot be searched; use TrainConfig fields such as {', '.join(SEARCHABLE)}")
+
+# %% ../../nbs/10d_experiment.search.ipynb #590a4368
+def _open_study(storage, study_name:str, pruner:str, space:dict, seed:int, trials:int):
+    "Create or load the study with its pruner and a seeded TPE sampler; return it and how many of its trials have finished."
+    import optuna
+    from optuna.trial import TrialState
+    max_epochs = max([space["epochs"][1]] if isinstance(space.get("epochs"), tuple) else [8])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=open_storage(storage), study_name=study_name, direction="maximize", load_if_exists=True,
+                                pruner=make_pruner(pruner, max_epochs))
+    if storage is not None:       # shared or resumed: each process (and each restart) draws its own settings, not the same ones again
+        seed = hash((seed, len(study.trials), os.getpid(), time.time_ns())) % 2**31
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials//3)))   # random first, then TPE
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    if done: log.info(f"study {study_name!r} continues: {done} of {trials} trials already finished")
+    return study, done
+
+# %% ../../nbs/10d_experiment.search.ipynb #8d915100
+def _enqueue_default(study, config:TrainConfig, items, space:dict):
+    "Queue the default config (as far as its values lie in `space`) as the study's first trial."
+    defaults = _default_params(config, items, space)
+    searched = [k for k, v in space.items() if as_distribution(k, v) is not None]
+    if len(defaults) < len(searched):
+        log.info(f"the defaults of {', '.join(sorted(set(searched) - set(defaults)))} lie outside the space: the first trial draws them")
+    study.enqueue_trial(defaults, user_attrs={"default": len(defaults) == len(searched)}, skip_if_exists=True)
+
+# %% ../../nbs/10d_experiment.search.ipynb #886d7faa
+def _valid_idx(config:TrainConfig, items):
+    "The validation indices of `config`'s split of `items`: one fixed split for every trial."
+    from cvkit.data.split import split_indices
+    _, valid_idx = split_indices(items.task.strata(items.labels), config.valid_pct, config.split, items.is_valid, config.seed)
+    return valid_idx
+
 # %% ../../nbs/10d_experiment.search.ipynb #25e910fa
 def tune(
     config:TrainConfig|None=None,      # the config to search around (None: the defaults on the built-in digits)
@@ -267,7 +305,6 @@ def tune(
     **changes,                         # `TrainConfig` fields to change
 )->TuneResult:
     "Search `space` around `config` with Optuna on one fixed split, pruning poor trials; return (and with `out`, write) the result."
-    import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
     config = TrainConfig(**(asdict(config) if config else {}) | changes)
@@ -277,33 +314,15 @@ def tune(
     config.out = None
     items = read_config_items(config)
     space = default_space(config, items) if space is None else dict(space)
-    bad = [k for k in space if k not in {f.name for f in TrainConfig.__dataclass_fields__.values()} or k in ("data", "out")]
-    if bad: raise ConfigError(f"search space: {', '.join(bad)} cannot be searched; use TrainConfig fields such as {', '.join(SEARCHABLE)}")
+    _check_space(space)
     if storage is None and out is not None: storage = f"sqlite:///{(out/'study.db').resolve()}"
-    max_epochs = max([space["epochs"][1]] if isinstance(space.get("epochs"), tuple) else [8])
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=open_storage(storage), study_name=study_name, direction="maximize", load_if_exists=True,
-                                pruner=make_pruner(pruner, max_epochs))
-    seed = config.seed if seed is None else seed
-    if storage is not None:       # shared or resumed: each process (and each restart) draws its own settings, not the same ones again
-        seed = hash((seed, len(study.trials), os.getpid(), time.time_ns())) % 2**31
-    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, trials//3)))   # random first, then TPE
-    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=done_states))
-    if done: log.info(f"study {study_name!r} continues: {done} of {trials} trials already finished")
-    if default_first and not study.trials:
-        defaults = _default_params(config, items, space)
-        searched = [k for k, v in space.items() if as_distribution(k, v) is not None]
-        if len(defaults) < len(searched):
-            log.info(f"the defaults of {', '.join(sorted(set(searched) - set(defaults)))} lie outside the space: the first trial draws them")
-        study.enqueue_trial(defaults, user_attrs={"default": len(defaults) == len(searched)}, skip_if_exists=True)
-    # one fixed split for every trial: the config's split of these items
-    from cvkit.data.split import split_indices
-    _, valid_idx = split_indices(items.task.strata(items.labels), config.valid_pct, config.split, items.is_valid, config.seed)
+    study, done = _open_study(storage, study_name, pruner, space, config.seed if seed is None else seed, trials)
+    if default_first and not study.trials: _enqueue_default(study, config, items, space)
+    valid_idx = _valid_idx(config, items)
     metric = items.task.score
     if done < trials:
         study.optimize(_objective(config, items, space, metric, valid_idx), n_trials=trials - done, timeout=timeout,
-                       callbacks=[MaxTrialsCallback(trials, states=done_states)], gc_after_trial=True)
+                       callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))], gc_after_trial=True)
     res = TuneResult(study, metric, space, out=out, config=config)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise DataError(f"no trial of study {study_name!r} completed; give it more trials or time")

@@ -13,6 +13,7 @@ from ..core import *
 from ..widgets import *
 from .state import LearnerState
 from .lr_find import LRFindResult, LRRun, LRComparison, find_lr, train_run
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LRExplorer']
@@ -62,29 +63,34 @@ class LRExplorer(widgets.VBox):
         self._draw_curve(); self._draw_runs()
         self.status.say(f"<i>{self.result.summary()}</i>")
 
-    @property
-    def runs(self)->list: return self.comparison.runs
+# %% ../../nbs/06f_train.lr_explorer.ipynb #521cb597
+@patch(as_prop=True)
+def runs(self:LRExplorer)->list: return self.comparison.runs
 
-    def _draw_curve(self):
-        fig = Figure(figsize=(8.5, 3.6))
-        self.plot_image.value = figure_png(self.result.plot(ax=fig.subplots(), lr=self.slider.value))
+@patch
+def _draw_curve(self:LRExplorer):
+    fig = Figure(figsize=(8.5, 3.6))
+    self.plot_image.value = figure_png(self.result.plot(ax=fig.subplots(), lr=self.slider.value))
 
-    def _draw_runs(self):
-        fig = Figure(figsize=(8.5, 3.2))
-        self.runs_image.value = figure_png(self.comparison.plot(ax=fig.subplots()))
-        self.table.value = self.comparison.table().to_html() if self.runs else ""
+@patch
+def _draw_runs(self:LRExplorer):
+    fig = Figure(figsize=(8.5, 3.2))
+    self.runs_image.value = figure_png(self.comparison.plot(ax=fig.subplots()))
+    self.table.value = self.comparison.table().to_html() if self.runs else ""
 
-    def train(self, lr:float|None=None)->LRRun:
-        "Train one run at `lr` (default: the slider's value) from the start state, and add it to the plots."
-        lr = float(self.slider.value if lr is None else lr)
-        self.status.say(f"training {self.epochs} epoch(s) at {lr:.2e} ...")
-        try:
-            with busy(self.button): run = train_run(self.learn, lr, self.epochs, self.start)
-        except Exception as e:
-            self.status.say(f"<b>training at {lr:.2e} failed:</b> {html.escape(f'{type(e).__name__}: {e}')}", error=True)
-            raise
-        self.comparison.runs.append(run)
-        self._draw_runs()
-        metrics = "".join(f", {k} {v:.4f}" for k, v in run.metrics.items())
-        self.status.say(f"run {len(self.runs)}: lr {lr:.2e}: valid_loss {run.valid_loss:.4f}{metrics} ({run.seconds:.1f}s)")
-        return run
+# %% ../../nbs/06f_train.lr_explorer.ipynb #c3fe3eb5
+@patch
+def train(self:LRExplorer, lr:float|None=None)->LRRun:
+    "Train one run at `lr` (default: the slider's value) from the start state, and add it to the plots."
+    lr = float(self.slider.value if lr is None else lr)
+    self.status.say(f"training {self.epochs} epoch(s) at {lr:.2e} ...")
+    try:
+        with busy(self.button): run = train_run(self.learn, lr, self.epochs, self.start)
+    except Exception as e:
+        self.status.say(f"<b>training at {lr:.2e} failed:</b> {html.escape(f'{type(e).__name__}: {e}')}", error=True)
+        raise
+    self.comparison.runs.append(run)
+    self._draw_runs()
+    metrics = "".join(f", {k} {v:.4f}" for k, v in run.metrics.items())
+    self.status.say(f"run {len(self.runs)}: lr {lr:.2e}: valid_loss {run.valid_loss:.4f}{metrics} ({run.seconds:.1f}s)")
+    return run

@@ -92,9 +92,6 @@ def recommend_lr(
     return None, "no rule could read the curve: too few finite points"
 
 # %% ../../nbs/06e_train.lr_find.ipynb #82e60381
-_COLORS = {"valley": "tab:orange", "slide": "tab:green", "minimum": "tab:red", "steep": "tab:purple",
-           "recommended": "black"}
-
 @dataclass(eq=False)
 class LRFindResult:
     "The outcome of an LR range test: rates, raw and smoothed losses, the rules' suggestions and cvkit's pick."
@@ -110,44 +107,58 @@ class LRFindResult:
     window:tuple=(0, 0)           # [start, end) of the steps the rules read
     unread:dict=field(default_factory=dict)   # rule name -> why it gave no rate
 
-    @property
-    def lr_min(self)->float|None:
-        "The rate at the lowest smoothed loss the rules read."
-        s, e = self.window
-        return float(self.lrs[s:e][np.argmin(self.smooth_losses[s:e])]) if e > s else None
+# %% ../../nbs/06e_train.lr_find.ipynb #62264036
+@patch(as_prop=True)
+def lr_min(self:LRFindResult)->float|None:
+    "The rate at the lowest smoothed loss the rules read."
+    s, e = self.window
+    return float(self.lrs[s:e][np.argmin(self.smooth_losses[s:e])]) if e > s else None
 
-    def loss_at(self, lr:float)->float:
-        "The smoothed loss at rate `lr` (interpolated on the log axis)."
-        return float(np.interp(np.log10(lr), np.log10(self.lrs), self.smooth_losses))
+@patch
+def loss_at(self:LRFindResult, lr:float)->float:
+    "The smoothed loss at rate `lr` (interpolated on the log axis)."
+    return float(np.interp(np.log10(lr), np.log10(self.lrs), self.smooth_losses))
 
-    def table(self)->pd.DataFrame:
-        "The suggestions (and the recommendation) with the smoothed loss at each and what each rule reads."
-        rows = {**self.suggestions, "recommended": self.recommended}
-        return pd.DataFrame({"learning rate": [f"{v:.2e}" if v else "-" for v in rows.values()],
-                             "smoothed loss": [f"{self.loss_at(v):.4f}" if v else "-" for v in rows.values()],
-                             "rule": [RULE_NOTES[k] + (f"; no rate: {self.unread[k]}" if k in self.unread else "") for k in rows]},
-                            index=pd.Index(list(rows), name="suggestion"))
+@patch
+def table(self:LRFindResult)->pd.DataFrame:
+    "The suggestions (and the recommendation) with the smoothed loss at each and what each rule reads."
+    rows = {**self.suggestions, "recommended": self.recommended}
+    return pd.DataFrame({"learning rate": [f"{v:.2e}" if v else "-" for v in rows.values()],
+                         "smoothed loss": [f"{self.loss_at(v):.4f}" if v else "-" for v in rows.values()],
+                         "rule": [RULE_NOTES[k] + (f"; no rate: {self.unread[k]}" if k in self.unread else "") for k in rows]},
+                        index=pd.Index(list(rows), name="suggestion"))
 
-    def summary(self)->str:
-        if not len(self.lrs): return f"LR range test: no finite loss at all (stopped: {self.stop_reason})"
-        return (f"LR range test: {len(self.lrs)} steps from {self.lrs[0]:.1e} to {self.lrs[-1]:.1e}, "
-                f"stopped: {self.stop_reason}" + (f", {self.n_dropped} non-finite step(s) dropped" if self.n_dropped else "")
-                + (f", {len(self.unread)} rule(s) gave no rate ({', '.join(self.unread)})" if self.unread else "")
-                + (f"; recommended {self.recommended:.2e}" if self.recommended else "; no recommendation"))
+# %% ../../nbs/06e_train.lr_find.ipynb #f7ee76f8
+@patch
+def summary(self:LRFindResult)->str:
+    if not len(self.lrs): return f"LR range test: no finite loss at all (stopped: {self.stop_reason})"
+    return (f"LR range test: {len(self.lrs)} steps from {self.lrs[0]:.1e} to {self.lrs[-1]:.1e}, "
+            f"stopped: {self.stop_reason}" + (f", {self.n_dropped} non-finite step(s) dropped" if self.n_dropped else "")
+            + (f", {len(self.unread)} rule(s) gave no rate ({', '.join(self.unread)})" if self.unread else "")
+            + (f"; recommended {self.recommended:.2e}" if self.recommended else "; no recommendation"))
 
-    def __repr__(self): return f"{self.summary()}\n{self.table().to_string()}"
-    def _repr_html_(self): return f"<p>{self.summary()}</p>" + self.table().to_html()
+@patch
+def __repr__(self:LRFindResult): return f"{self.summary()}\n{self.table().to_string()}"
+@patch
+def _repr_html_(self:LRFindResult): return f"<p>{self.summary()}</p>" + self.table().to_html()
 
-    def to_dict(self)->dict:
-        "Plain JSON-ready values."
-        return {"lrs": self.lrs.tolist(), "losses": self.losses.tolist(), "smooth_losses": self.smooth_losses.tolist(),
-                "suggestions": self.suggestions, "recommended": self.recommended, "reason": self.reason,
-                "stop_reason": self.stop_reason, "num_it": self.num_it, "n_dropped": self.n_dropped,
-                "window": list(self.window), "unread": dict(self.unread)}
+# %% ../../nbs/06e_train.lr_find.ipynb #91091454
+@patch
+def to_dict(self:LRFindResult)->dict:
+    "Plain JSON-ready values."
+    return {"lrs": self.lrs.tolist(), "losses": self.losses.tolist(), "smooth_losses": self.smooth_losses.tolist(),
+            "suggestions": self.suggestions, "recommended": self.recommended, "reason": self.reason,
+            "stop_reason": self.stop_reason, "num_it": self.num_it, "n_dropped": self.n_dropped,
+            "window": list(self.window), "unread": dict(self.unread)}
 
-    def plot(self, ax=None, lr:float|None=None, show_raw:bool=True, figsize=(8.5, 4)):
-        "Loss against rate (log axis), every suggestion marked and labelled, `lr` as a vertical line; return the figure."
-        return plot_lr_find(self, ax, lr, show_raw, figsize)
+@patch
+def plot(self:LRFindResult, ax=None, lr:float|None=None, show_raw:bool=True, figsize=(8.5, 4)):
+    "Loss against rate (log axis), every suggestion marked and labelled, `lr` as a vertical line; return the figure."
+    return plot_lr_find(self, ax, lr, show_raw, figsize)
+
+# %% ../../nbs/06e_train.lr_find.ipynb #5cc85416
+_COLORS = {"valley": "tab:orange", "slide": "tab:green", "minimum": "tab:red", "steep": "tab:purple",
+           "recommended": "black"}
 
 # %% ../../nbs/06e_train.lr_find.ipynb #675c6161
 def plot_lr_find(
@@ -275,44 +286,52 @@ class LRComparison:
     runs:list                # of `LRRun`
     epochs:int
 
-    def table(self)->pd.DataFrame:
-        "One row per run: rate, final validation loss, metrics, seconds."
-        return pd.DataFrame([{"learning rate": f"{r.lr:.2e}", "valid_loss": round(r.valid_loss, 4),
-                              **{k: round(v, 4) for k, v in r.metrics.items()}, "seconds": round(r.seconds, 1)}
-                             for r in self.runs], index=pd.RangeIndex(1, len(self.runs) + 1, name="run"))
+# %% ../../nbs/06e_train.lr_find.ipynb #8a03c0b4
+@patch
+def table(self:LRComparison)->pd.DataFrame:
+    "One row per run: rate, final validation loss, metrics, seconds."
+    return pd.DataFrame([{"learning rate": f"{r.lr:.2e}", "valid_loss": round(r.valid_loss, 4),
+                          **{k: round(v, 4) for k, v in r.metrics.items()}, "seconds": round(r.seconds, 1)}
+                         for r in self.runs], index=pd.RangeIndex(1, len(self.runs) + 1, name="run"))
 
-    def best(self, metric:str|None=None)->LRRun:
-        "The run with the best `metric` (default: the first metric, else the lowest validation loss)."
-        metric = metric or next(iter(self.runs[0].metrics), "valid_loss")
-        if metric == "valid_loss": return min(self.runs, key=lambda r: r.valid_loss)
-        return max(self.runs, key=lambda r: r.metrics[metric])
+@patch
+def best(self:LRComparison, metric:str|None=None)->LRRun:
+    "The run with the best `metric` (default: the first metric, else the lowest validation loss)."
+    metric = metric or next(iter(self.runs[0].metrics), "valid_loss")
+    if metric == "valid_loss": return min(self.runs, key=lambda r: r.valid_loss)
+    return max(self.runs, key=lambda r: r.metrics[metric])
 
-    def plot(self, ax=None, figsize=(8.5, 3.5)):
-        "The training-loss curves of every run on one plot; return the figure."
-        if ax is None: fig, ax = plt.subplots(figsize=figsize)
-        else: fig = ax.figure
-        if not self.runs:
-            ax.text(0.5, 0.5, "no runs yet: pick a rate and train", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off(); return fig
-        cmap = plt.get_cmap("viridis")
-        order = sorted(range(len(self.runs)), key=lambda i: self.runs[i].lr)   # colour by rate: dark = small
-        for rank, i in enumerate(order):
-            r = self.runs[i]
-            extra = "".join(f", {k} {v:.3f}" for k, v in list(r.metrics.items())[:1])
-            ax.plot(np.arange(1, len(r.losses) + 1), r.losses, color=cmap(rank/max(1, len(order) - 1)*0.9),
-                    label=f"run {i + 1}: lr {r.lr:.1e}{extra}")
-        finite = np.concatenate([r.losses[np.isfinite(r.losses)] for r in self.runs])
-        if len(finite):
-            lo, hi = finite.min(), min(finite.max(), 3*np.median(finite))      # a diverged run does not squash the rest
-            ax.set_ylim(max(0, lo - 0.05*(hi - lo)), hi + 0.05*(hi - lo) + 1e-3)
-        ax.set(xlabel="batch", ylabel="training loss (smoothed)",
-               title=f"{self.epochs}-epoch one-cycle runs from the same start")
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
-        return fig
+# %% ../../nbs/06e_train.lr_find.ipynb #847b8b79
+@patch
+def plot(self:LRComparison, ax=None, figsize=(8.5, 3.5)):
+    "The training-loss curves of every run on one plot; return the figure."
+    if ax is None: fig, ax = plt.subplots(figsize=figsize)
+    else: fig = ax.figure
+    if not self.runs:
+        ax.text(0.5, 0.5, "no runs yet: pick a rate and train", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off(); return fig
+    cmap = plt.get_cmap("viridis")
+    order = sorted(range(len(self.runs)), key=lambda i: self.runs[i].lr)   # colour by rate: dark = small
+    for rank, i in enumerate(order):
+        r = self.runs[i]
+        extra = "".join(f", {k} {v:.3f}" for k, v in list(r.metrics.items())[:1])
+        ax.plot(np.arange(1, len(r.losses) + 1), r.losses, color=cmap(rank/max(1, len(order) - 1)*0.9),
+                label=f"run {i + 1}: lr {r.lr:.1e}{extra}")
+    finite = np.concatenate([r.losses[np.isfinite(r.losses)] for r in self.runs])
+    if len(finite):
+        lo, hi = finite.min(), min(finite.max(), 3*np.median(finite))      # a diverged run does not squash the rest
+        ax.set_ylim(max(0, lo - 0.05*(hi - lo)), hi + 0.05*(hi - lo) + 1e-3)
+    ax.set(xlabel="batch", ylabel="training loss (smoothed)",
+           title=f"{self.epochs}-epoch one-cycle runs from the same start")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
 
-    def __repr__(self): return f"LRComparison of {len(self.runs)} run(s), {self.epochs} epoch(s) each\n{self.table().to_string()}"
-    def _repr_html_(self): return self.table().to_html()
+# %% ../../nbs/06e_train.lr_find.ipynb #d3413f36
+@patch
+def __repr__(self:LRComparison): return f"LRComparison of {len(self.runs)} run(s), {self.epochs} epoch(s) each\n{self.table().to_string()}"
+@patch
+def _repr_html_(self:LRComparison): return self.table().to_html()
 
 # %% ../../nbs/06e_train.lr_find.ipynb #461b4770
 def compare_lrs(
