@@ -977,6 +977,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'cvkit.tasks.base.TaskEvaluation': ('tasks.base.html#taskevaluation', 'cvkit/tasks/base.py'),
                                   'cvkit.tasks.base.TaskEvaluation.save': ('tasks.base.html#taskevaluation.save', 'cvkit/tasks/base.py'),
                                   'cvkit.tasks.base._fastai': ('tasks.base.html#_fastai', 'cvkit/tasks/base.py'),
+                                  'cvkit.tasks.base._metrics': ('tasks.base.html#_metrics', 'cvkit/tasks/base.py'),
+                                  'cvkit.tasks.base._pyplot': ('tasks.base.html#_pyplot', 'cvkit/tasks/base.py'),
                                   'cvkit.tasks.base.default_task': ('tasks.base.html#default_task', 'cvkit/tasks/base.py'),
                                   'cvkit.tasks.base.detect_task': ('tasks.base.html#detect_task', 'cvkit/tasks/base.py'),
                                   'cvkit.tasks.base.get_task': ('tasks.base.html#get_task', 'cvkit/tasks/base.py'),

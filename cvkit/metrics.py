@@ -6,7 +6,6 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 from .core import *
 
 # %% auto #0
@@ -51,6 +50,7 @@ def plot_reliability(
     figsize=(4.5, 5),
 ):
     "Accuracy against confidence per bin, with the diagonal of perfect calibration and the bin counts; ECE in the title. Return the figure."
+    import matplotlib.pyplot as plt
     t = calibration_bins(ev.probs, ev.targets, n_bins)
     ece = expected_calibration_error(ev.probs, ev.targets, n_bins)
     centre, width = (t["lower"] + t["upper"])/2, 1/n_bins

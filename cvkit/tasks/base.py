@@ -10,6 +10,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+def _metrics():
+    "scikit-learn's metrics, imported when first needed: the command line starts without them."
+    import sklearn.metrics as m
+    return m
+
+def _pyplot():
+    "matplotlib's pyplot, imported when first needed (a task draws only when asked)."
+    import matplotlib.pyplot as plt
+    return plt
+
 def _fastai():
     "fastai's vision API, imported when first needed: reading and checking targets (a data error) needs none of it."
     import fastai.vision.all as fa

@@ -9,11 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import matplotlib.pyplot as plt
-from sklearn.metrics import precision_recall_fscore_support, average_precision_score, multilabel_confusion_matrix
 from ..core import *
 from .base import *
-from .base import _fastai
+from .base import _fastai, _metrics, _pyplot
 from fastcore.basics import patch
 
 # %% auto #0
@@ -137,7 +135,7 @@ def _label_kw(targets:np.ndarray)->dict:
 # %% ../../nbs/01b_tasks.multi_label.ipynb #0be700af
 def _f1_at(probs:np.ndarray, targets:np.ndarray, t:float|np.ndarray)->np.ndarray:
     "F1 of every label at threshold(s) `t`."
-    return precision_recall_fscore_support(targets, (probs >= t).astype(int), average=None, zero_division=0, **_label_kw(targets))[2]
+    return _metrics().precision_recall_fscore_support(targets, (probs >= t).astype(int), average=None, zero_division=0, **_label_kw(targets))[2]
 
 # %% ../../nbs/01b_tasks.multi_label.ipynb #dd8263d8
 def best_thresholds(
@@ -205,13 +203,13 @@ def choose_threshold(self:MultiLabelEvaluation, per_label:bool=False)->dict[str,
 def mean_average_precision(self:MultiLabelEvaluation)->float:
     "Mean over labels (that occur in the data) of the average precision."
     has = self.targets.sum(0) > 0
-    return float(average_precision_score(self.targets[:, has], self.probs[:, has], average="macro")) if has.any() else float("nan")
+    return float(_metrics().average_precision_score(self.targets[:, has], self.probs[:, has], average="macro")) if has.any() else float("nan")
 
 # %% ../../nbs/01b_tasks.multi_label.ipynb #bbedbe95
 @patch
 def label_confusion(self:MultiLabelEvaluation)->pd.DataFrame:
     "Per label: true positives, false positives, false negatives, true negatives."
-    cm = multilabel_confusion_matrix(self.targets, self.preds, **_label_kw(self.targets))
+    cm = _metrics().multilabel_confusion_matrix(self.targets, self.preds, **_label_kw(self.targets))
     return pd.DataFrame({"tp": cm[:, 1, 1], "fp": cm[:, 0, 1], "fn": cm[:, 1, 0], "tn": cm[:, 0, 0]},
                         index=pd.Index(self.classes, name="label"))
 
@@ -247,15 +245,15 @@ def top_losses(self:MultiLabelEvaluation, k:int=9)->pd.DataFrame:
 # %% ../../nbs/01b_tasks.multi_label.ipynb #3b14e90e
 def per_label_table(ev:MultiLabelEvaluation, averages:bool=False)->pd.DataFrame:
     "Precision, recall, F1 (scikit-learn), average precision, support and threshold of every label of `ev`."
-    p, r, f, s = precision_recall_fscore_support(ev.targets, ev.preds, average=None, zero_division=0, **_label_kw(ev.targets))
-    ap = [average_precision_score(ev.targets[:, j], ev.probs[:, j]) if ev.targets[:, j].any() else np.nan
+    p, r, f, s = _metrics().precision_recall_fscore_support(ev.targets, ev.preds, average=None, zero_division=0, **_label_kw(ev.targets))
+    ap = [_metrics().average_precision_score(ev.targets[:, j], ev.probs[:, j]) if ev.targets[:, j].any() else np.nan
           for j in range(len(ev.classes))]
     df = pd.DataFrame({"precision": p, "recall": r, "f1": f, "average_precision": ap, "support": s,
                        "threshold": ev.thresholds}, index=pd.Index(ev.classes, name="label"))
     if averages:
         for avg in ("macro", "micro"):
-            p, r, f, _ = precision_recall_fscore_support(ev.targets, ev.preds, average=avg, zero_division=0)
-            a = average_precision_score(ev.targets, ev.probs, average=avg) if ev.targets.any() else np.nan
+            p, r, f, _ = _metrics().precision_recall_fscore_support(ev.targets, ev.preds, average=avg, zero_division=0)
+            a = _metrics().average_precision_score(ev.targets, ev.probs, average=avg) if ev.targets.any() else np.nan
             df.loc[f"{avg} avg"] = [p, r, f, a, int(ev.targets.sum()), np.nan]
         df["support"] = df["support"].astype(int)
     return df
@@ -268,10 +266,10 @@ def plot_label_confusion(
     cmap="Blues",
 ):
     "One 2×2 confusion matrix per label (rows: actual no/yes; columns: predicted no/yes); return the figure."
-    cm, n = multilabel_confusion_matrix(ev.targets, ev.preds, **_label_kw(ev.targets)), len(ev.classes)
+    cm, n = _metrics().multilabel_confusion_matrix(ev.targets, ev.preds, **_label_kw(ev.targets)), len(ev.classes)
     f1 = _f1_at(ev.probs, ev.targets, ev.thresholds)
     cols = min(cols, n); rows = -(-n//cols)
-    fig, axs = plt.subplots(rows, cols, figsize=figsize or (2.6*cols, 2.6*rows), squeeze=False)
+    fig, axs = _pyplot().subplots(rows, cols, figsize=figsize or (2.6*cols, 2.6*rows), squeeze=False)
     for ax, c, m, f in zip(axs.flat, ev.classes, cm, f1):
         ax.imshow(m, cmap=cmap, vmin=0)
         for (i, j), v in np.ndenumerate(m):

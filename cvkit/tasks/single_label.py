@@ -9,12 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import matplotlib.pyplot as plt
-from sklearn.metrics import confusion_matrix as sk_confusion_matrix, precision_recall_fscore_support
 from ..core import *
 from ..metrics import expected_calibration_error
 from .base import *
-from .base import _fastai
+from .base import _fastai, _metrics, _pyplot
 from fastcore.basics import patch
 
 # %% auto #0
@@ -139,7 +137,7 @@ class Evaluation(TaskEvaluation):
 
     def confusion_matrix(self, normalize=False)->np.ndarray:
         "Row = true class, column = predicted class: counts, or fractions with `normalize` (True/'true': of each row, 'pred': of each column, 'all')."
-        return sk_confusion_matrix(self.targets, self.preds, labels=range(len(self.classes)), normalize=_normalize_arg(normalize))
+        return _metrics().confusion_matrix(self.targets, self.preds, labels=range(len(self.classes)), normalize=_normalize_arg(normalize))
 
     def table(self, averages:bool=True)->pd.DataFrame: return self.per_class(averages)   # every evaluation's per-class table
 
@@ -168,11 +166,11 @@ def top_k(self:Evaluation, k:int=3)->float:
 def per_class(self:Evaluation, averages:bool=False)->pd.DataFrame:
     "Precision, recall, F1 and support of every class (scikit-learn), plus macro and weighted averages with `averages`."
     labels = range(len(self.classes))
-    p, r, f, s = precision_recall_fscore_support(self.targets, self.preds, labels=labels, zero_division=0)
+    p, r, f, s = _metrics().precision_recall_fscore_support(self.targets, self.preds, labels=labels, zero_division=0)
     df = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=pd.Index(self.classes, name="class"))
     if averages:
         for avg in ("macro", "weighted"):
-            p, r, f, _ = precision_recall_fscore_support(self.targets, self.preds, labels=labels, average=avg, zero_division=0)
+            p, r, f, _ = _metrics().precision_recall_fscore_support(self.targets, self.preds, labels=labels, average=avg, zero_division=0)
             df.loc[f"{avg} avg"] = [p, r, f, len(self.targets)]
         df["support"] = df["support"].astype(int)
     return df
@@ -222,7 +220,7 @@ def plot_confusion_matrix(
     norm = _normalize_arg(normalize)
     cm = ev.confusion_matrix(norm).astype(float)
     n = len(ev.classes)
-    fig, ax = plt.subplots(figsize=figsize or (max(4, 0.5*n + 2),)*2)
+    fig, ax = _pyplot().subplots(figsize=figsize or (max(4, 0.5*n + 2),)*2)
     ax.imshow(cm, cmap=cmap, vmin=0)                     # colours from 0, so the text colour rule below holds
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="actual",
            title=f"Confusion matrix (accuracy {ev.accuracy:.1%})")
