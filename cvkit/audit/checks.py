@@ -462,6 +462,6 @@ def audit(
     issues = issues[issues["check"].isin(checks)].reset_index(drop=True)
     per_label = images[["label", "split"]].assign(label=images["label"].map(lambda l: list(l) if isinstance(l, (tuple, list)) else [l])).explode("label")
     counts = pd.crosstab(per_label["label"], per_label["split"]).rename_axis(index="class", columns=None)
-    in_folders = all(not isinstance(l, (tuple, list)) and Path(f).parent.name == l for f, l in zip(items.files, items.labels))
+    in_folders = items.task.one_class_per_item and all(Path(f).parent.name == l for f, l in zip(items.files, items.labels))
     report = AuditReport(issues, images, counts, str(items.source), data_root(items.files, in_folders), t, clock.stop(), note, in_folders)
     return report
